@@ -1,0 +1,1 @@
+"""Data: class names, folder datasets, the one preprocessing function, augmentation, face sources."""
