@@ -90,6 +90,126 @@ def train(
     run_train(cfg, resume=resume, console=console)
 
 
+def _checkpoint_path(checkpoint: Path | None) -> Path:
+    from edge_fer.defaults import default_checkpoint
+
+    return checkpoint if checkpoint is not None else default_checkpoint()
+
+
+@app.command("eval")
+@user_errors
+def evaluate(
+    data: Annotated[Path, typer.Option(help="Labelled folder DATA/<class>/*.png, e.g. ../shared/data/ferplus/test")],
+    checkpoint: Annotated[Path | None, typer.Argument(help="Checkpoint (default: the shipped reference model)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write metrics.json + confusion_matrix.png here")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass")] = 64,
+) -> None:
+    """Accuracy, per-class recall and confusion matrix of a checkpoint on a labelled folder."""
+    from edge_fer.evaluate_cmd import evaluate_checkpoint
+
+    evaluate_checkpoint(_checkpoint_path(checkpoint), data, out, batch_size, console)
+
+
+@app.command()
+@user_errors
+def export(
+    checkpoint: Annotated[Path | None, typer.Argument(help="Checkpoint (default: the shipped reference model)")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write")] = Path("model.onnx"),
+    opset: Annotated[int, typer.Option(help="ONNX opset (>= 17)")] = 17,
+    dynamic_batch: Annotated[bool, typer.Option(help="Dynamic batch axis (static: batch 1)")] = True,
+    img_size: Annotated[int | None, typer.Option(help="Input size (default: the checkpoint's)")] = None,
+    calib: Annotated[Path | None, typer.Option(help="Face images to verify on (default: embedded LFW faces)")] = None,
+    tolerance: Annotated[float, typer.Option(help="Max |logit difference| allowed vs PyTorch")] = 1e-3,
+) -> None:
+    """Export to ONNX and verify it against PyTorch on real faces (fails on mismatch)."""
+    from edge_fer.checkpoint import load_checkpoint
+    from edge_fer.data.dataset import IMAGE_SUFFIXES, SkipReport, load_images
+    from edge_fer.data.faces import embedded_faces
+    from edge_fer.export import export_checkpoint
+
+    ckpt = load_checkpoint(_checkpoint_path(checkpoint))
+    if calib is None:
+        faces = embedded_faces()
+    else:
+        files = [p for p in sorted(calib.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES][:200]
+        faces, _ = load_images(files, SkipReport())
+        if not faces:
+            raise EdgeFerError(f"{calib}: no readable images to verify the export on")
+    cmp = export_checkpoint(ckpt, output, faces, opset, dynamic_batch, img_size, tolerance)
+    console.print(f"wrote {output} (opset {opset}); verified vs PyTorch on {cmp}")
+
+
+@app.command()
+@user_errors
+def info(
+    checkpoint: Annotated[Path | None, typer.Argument(help="Checkpoint (default: the shipped reference model)")] = None,
+) -> None:
+    """Which model is in use, and its model-card summary (classes, accuracy, training)."""
+    from edge_fer.checkpoint import load_checkpoint
+
+    path = _checkpoint_path(checkpoint)
+    ckpt = load_checkpoint(path)
+    cfg = ckpt.config
+    params = sum(p.numel() for p in ckpt.model.parameters())
+    console.print(f"model      {path}")
+    console.print(f"arch       FERNet width {cfg.width}, attention {cfg.attention}, input {cfg.img_size}px, "
+                  f"{params / 1e6:.2f} M parameters")
+    console.print(f"classes    {', '.join(ckpt.classes)}")
+    metrics = ckpt.extra.get("metrics", {})
+    for split in ("test", "val", "fer_mini_test"):
+        if split in metrics:
+            console.print(f"{split:<10} accuracy {metrics[split]['accuracy']:.2%} (n={metrics[split]['n']})")
+    training = ckpt.extra.get("training", {})
+    if training:
+        console.print(f"trained    {training.get('command', '')}  ({training.get('wall_time_s', 0) / 60:.0f} min "
+                      f"on {training.get('machine', {}).get('cpu', '?')})")
+    card = path.parent.parent / "README.md"
+    if card.is_file():
+        console.print(f"card       {card}")
+
+
+@app.command()
+@user_errors
+def predict(
+    inputs: Annotated[list[Path] | None, typer.Argument(
+        help="Images, folders (searched recursively for images) or videos (.mp4/.avi/.mov/.mkv)")] = None,
+    engine: Annotated[Path | None, typer.Option(
+        help="Checkpoint, .onnx, OpenVINO .xml or TensorRT .engine (default: the shipped reference model)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write annotated images/videos and "
+                                              "predictions.json here")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the predictions JSON to stdout")] = False,
+    min_face: Annotated[int, typer.Option(help="Smallest face to detect, in pixels")] = 40,
+    no_detect: Annotated[bool, typer.Option(
+        "--no-detect", help="No face detection: each image is one face crop")] = False,
+    camera: Annotated[int | None, typer.Option(
+        help="Also read camera N (cv2.VideoCapture index); Ctrl-C stops")] = None,
+    yunet: Annotated[Path | None, typer.Option(
+        help="YuNet face detector .onnx (default: OpenCV's Haar cascade)")] = None,
+) -> None:
+    """Expressions on real photos and video: detect faces, classify them, draw and save the results."""
+    import json
+
+    from rich.progress import Progress
+
+    from edge_fer.backends import open_runner
+    from edge_fer.faces_detect import FaceDetector
+    from edge_fer.predict import collect_sources, summary_lines
+    from edge_fer.predict import predict as run_predict
+
+    sources = collect_sources(inputs or [], camera)
+    detector = FaceDetector(min_face=min_face, detect=not no_detect, yunet=yunet)
+    path = _checkpoint_path(engine)
+    runner = open_runner(path)
+    with Progress(console=console, transient=True) as progress:
+        report = run_predict(sources, runner, detector, str(path), out, progress=progress)
+    for line in summary_lines(report):
+        console.print(line, highlight=False, soft_wrap=True)
+    if out is not None:
+        console.print(f"wrote {out}/ (annotated images/videos, predictions.json)", highlight=False)
+    if json_out:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+
+
 def main() -> None:
     app()
 

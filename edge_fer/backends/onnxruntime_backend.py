@@ -44,5 +44,8 @@ class OrtRunner:
                                                        "providers": session.get_providers()})
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        name = self.session.get_inputs()[0].name
-        return self.session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        model_input = self.session.get_inputs()[0]
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if model_input.shape[0] == 1 and len(batch) > 1:  # static batch-1 graph: one image at a time
+            return np.concatenate([self(batch[i:i + 1]) for i in range(len(batch))])
+        return self.session.run(None, {model_input.name: batch})[0]

@@ -1,0 +1,91 @@
+"""Folder datasets, class aliases, corrupt images and the one preprocessing function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_fer.data.augment import Augment, class_weights
+from edge_fer.data.dataset import SkipReport, canonical_class, load_images, load_splits, scan_folder
+from edge_fer.data.preprocessing import Preprocessing, preprocess
+from edge_fer.errors import EdgeFerError
+
+
+def _write_set(root: Path, classes: dict[str, int], size: int = 48) -> None:
+    rng = np.random.default_rng(0)
+    for name, n in classes.items():
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(root / name / f"{i}.png"), rng.integers(0, 255, (size, size), dtype=np.uint8))
+
+
+def test_aliases_map_to_canonical_names() -> None:
+    assert [canonical_class(n) for n in ["Happiness", "saddness", "Anger", "surprised", "pain", "neutral"]] == [
+        "happy", "sad", "angry", "surprise", "pain", "neutral"]
+
+
+def test_seed_classes_with_pain_and_split_from_train(tmp_path: Path) -> None:
+    seed = {"happiness": 6, "sadness": 6, "neutral": 6, "surprise": 6, "fear": 6, "disgust": 6, "pain": 6}
+    _write_set(tmp_path / "train", seed)
+    splits = load_splits(tmp_path, val_fraction=0.2, seed=1)
+    assert splits["train"].classes == ["disgust", "fear", "happy", "neutral", "pain", "sad", "surprise"]
+    assert set(splits["val"].counts().values()) == {1}
+    assert len(splits["train"]) + len(splits["val"]) == 42
+    again = load_splits(tmp_path, val_fraction=0.2, seed=1)
+    assert again["val"].paths == splits["val"].paths  # fixed seed: same split
+
+
+def test_fer_mini_layout(fer_mini: Path) -> None:
+    splits = load_splits(fer_mini)
+    assert splits["train"].classes == ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    assert len(splits["train"]) == 2495 and len(splits["val"]) == 549 and len(splits["test"]) == 546
+    assert splits["test"].counts()["contempt"] == 13
+
+
+def test_corrupt_and_empty_files_are_skipped_and_counted(tmp_path: Path) -> None:
+    _write_set(tmp_path, {"happy": 3, "sad": 3})
+    (tmp_path / "sad" / "zero.png").write_bytes(b"")
+    (tmp_path / "sad" / "junk.jpg").write_bytes(b"not an image at all")
+    folder = scan_folder(tmp_path)
+    skips = SkipReport()
+    images, kept = load_images(folder.paths, skips)
+    assert len(images) == 6 and len(kept) == 6
+    assert len(skips.skipped) == 2 and "2 unreadable images" in skips.summary()
+
+
+def test_empty_class_folder_and_single_class_are_clear_errors(tmp_path: Path) -> None:
+    _write_set(tmp_path / "a", {"happy": 2, "sad": 2})
+    (tmp_path / "a" / "fear").mkdir()
+    with pytest.raises(EdgeFerError, match="fear.*no images"):
+        scan_folder(tmp_path / "a")
+    _write_set(tmp_path / "b", {"happy": 2})
+    with pytest.raises(EdgeFerError, match="need at least 2"):
+        scan_folder(tmp_path / "b")
+
+
+def test_preprocess_gray_and_colour_agree_and_normalise() -> None:
+    gray = np.full((48, 48), 255, np.uint8)
+    colour = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    spec = Preprocessing(img_size=64)
+    out = preprocess([gray, colour], spec)
+    assert out.shape == (2, 3, 64, 64) and out.dtype == np.float32
+    assert np.allclose(out, 1.0)  # (1 - 0.5) / 0.5
+    assert np.allclose(preprocess([np.zeros((10, 20), np.uint8)], spec), -1.0)
+    scale, offset = spec.scale_offset
+    assert np.isclose(scale * (255 - offset), 1.0)
+
+
+def test_augment_keeps_shape_and_type_and_weights_are_mean_one() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (48, 48), dtype=np.uint8)
+    out = Augment()(img, rng)
+    assert out.shape == (48, 48) and out.dtype == np.uint8
+    labels = np.array([0] * 90 + [1] * 10)
+    for mode in ("none", "sqrt", "full"):
+        w = class_weights(labels, 3, mode)
+        assert np.isclose(w[labels].mean(), 1.0) and w[2] == 0
+    full = class_weights(labels, 2, "full")
+    assert np.isclose(full[1] / full[0], 9.0)

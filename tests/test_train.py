@@ -1,0 +1,76 @@
+"""Training smoke runs on real FER images, resume, checkpoints and eval output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edge_fer.checkpoint import load_checkpoint
+from edge_fer.cli import app
+from edge_fer.errors import EdgeFerError
+from edge_fer.train import TrainConfig, parse_schedule, train
+
+
+def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(data=str(data), out=str(out), epochs=3, batch_size=32, lr=3e-3, img_size=48, width=0.25,
+                margin=0.0, limit_per_class=24, amp=False)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_smoke_training_lowers_the_loss_and_writes_everything(fer_mini: Path, tmp_path: Path) -> None:
+    out = train(_cfg(fer_mini, tmp_path / "run"))
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert len(history) == 3
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    for name in ("model.safetensors", "model.json", "metrics.json", "loss.png", "accuracy.png",
+                 "confusion_matrix.png"):
+        assert (out / name).stat().st_size > 0, name
+    ckpt = load_checkpoint(out)
+    meta = json.loads((out / "model.json").read_text())
+    assert ckpt.classes == meta["classes"] and len(ckpt.classes) == 8
+    assert meta["preprocessing"]["img_size"] == 48
+    assert meta["training"]["data_fingerprint"]["train"]["n"] == 2495
+
+
+def test_resume_continues_a_stopped_run(fer_mini: Path, tmp_path: Path) -> None:
+    """A run stopped after epoch 1 (here: a 1-epoch schedule) continues from its saved state."""
+    out = tmp_path / "run"
+    train(_cfg(fer_mini, out, schedule=[(48, 1)]))
+    state = json.loads((out / "last" / "state.json").read_text())
+    assert state["epoch"] == 1
+    train(_cfg(fer_mini, out, schedule=[(48, 1), (64, 1)], img_size=64), resume=True)
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert [h["img_size"] for h in history] == [48, 64]
+
+
+def test_schedule_parsing_and_bad_schedule() -> None:
+    assert parse_schedule("96:20,224:2") == [(96, 20), (224, 2)]
+    with pytest.raises(EdgeFerError, match="SIZE:EPOCHS"):
+        parse_schedule("96x20")
+
+
+def test_checkpoint_with_mismatched_metadata_is_a_clear_error(tiny_checkpoint: Path) -> None:
+    meta_path = tiny_checkpoint / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["architecture"]["width"] = 0.5
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(EdgeFerError, match="do not match the architecture"):
+        load_checkpoint(tiny_checkpoint)
+
+
+def test_eval_cli_writes_json_and_png(tiny_checkpoint: Path, fer_mini: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["eval", str(tiny_checkpoint), "--data", str(fer_mini / "test"),
+                                      "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["n"] == 546 and len(metrics["confusion"]) == 8
+    assert (tmp_path / "ev" / "confusion_matrix.png").stat().st_size > 0
+
+
+def test_cli_bad_data_is_one_line_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert "no train/ folder" in result.output and "Traceback" not in result.output
