@@ -101,7 +101,8 @@ def _checkpoint_path(checkpoint: Path | None) -> Path:
 def evaluate(
     data: Annotated[Path, typer.Option(help="Labelled folder DATA/<class>/*.png, e.g. ../shared/data/ferplus/test")],
     checkpoint: Annotated[Path | None, typer.Argument(help="Checkpoint (default: the shipped reference model)")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write metrics.json + confusion_matrix.png here")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write metrics.json + confusion_matrix.png here")
+                   ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass")] = 64,
 ) -> None:
     """Accuracy, per-class recall and confusion matrix of a checkpoint on a labelled folder."""
@@ -172,7 +173,8 @@ def info(
 @user_errors
 def predict(
     inputs: Annotated[list[Path] | None, typer.Argument(
-        help="Images, folders (searched recursively for images) or videos (.mp4/.avi/.mov/.mkv)")] = None,
+        metavar="INPUT", help="Images, folders (searched recursively for images) or videos (.mp4/.avi/.mkv/.mov)",
+    )] = None,
     engine: Annotated[Path | None, typer.Option(
         help="Checkpoint, .onnx, OpenVINO .xml or TensorRT .engine (default: the shipped reference model)")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write annotated images/videos and "
@@ -208,6 +210,75 @@ def predict(
         console.print(f"wrote {out}/ (annotated images/videos, predictions.json)", highlight=False)
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
+
+
+calib_app = typer.Typer(help="Calibration image sets for INT8 quantization.", no_args_is_help=True)
+app.add_typer(calib_app, name="calib")
+
+
+@calib_app.command("make")
+@user_errors
+def calib_make(
+    data: Annotated[Path, typer.Option(help="Images: DATA/<class>/*.png (sampled per class) or a flat folder")],
+    size: Annotated[int, typer.Option(help="Images to sample (300-500+ recommended)")] = 512,
+    seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Manifest to write, e.g. calibration/NAME.txt")] = Path(
+        "calibration/calib.txt"),
+) -> None:
+    """Sample a stratified, seeded calibration set and pin it with sha256 hashes in a manifest."""
+    from edge_fer.calibration import make_manifest, write_manifest
+
+    with console.status(f"hashing a {size}-image sample of {data}"):
+        entries = make_manifest(data, size, seed)
+        write_manifest(output, data, entries)
+    console.print(f"wrote {output}: {len(entries)} images from {data} (seed {seed}); "
+                  f"use it with edge-fer quantize --calib {output}")
+
+
+@app.command()
+@user_errors
+def quantize(
+    model: Annotated[Path, typer.Argument(help="Float ONNX model from edge-fer export")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="INT8 model (.onnx for cpu/jetson, .xml for intel)")],
+    calib: Annotated[str | None, typer.Option(
+        help="Calibration images: a folder, or a manifest from edge-fer calib make (default: embedded faces)")] = None,
+    target: Annotated[str, typer.Option(help="cpu (ONNX Runtime) | jetson (TensorRT QDQ) | intel (OpenVINO)")] = "cpu",
+    method: Annotated[str, typer.Option(help="Activation ranges: minmax | entropy | percentile")] = "minmax",
+    per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="Weight scales")] = True,
+    exclude: Annotated[list[str] | None, typer.Option(
+        help="Node names or op types to keep float (repeat, or comma-separated)")] = None,
+    max_drop: Annotated[float | None, typer.Option(
+        help="Accuracy budget (absolute, 0.01 = 1 point): keep sensitive layers float until met; needs --val")] = None,
+    val: Annotated[Path | None, typer.Option(help="Labelled folder VAL/<class>/*.png for --max-drop")] = None,
+    size: Annotated[int, typer.Option(help="Images sampled when --calib is a folder")] = 512,
+    seed: Annotated[int, typer.Option(help="Sampling seed when --calib is a folder")] = 0,
+    classes: Annotated[str | None, typer.Option(help="Class names a,b,c for a model without edge-fer metadata")] = None,
+    img_size: Annotated[int | None, typer.Option(help="Input size for a model without edge-fer metadata")] = None,
+) -> None:
+    """Post-training INT8 quantization; writes the model and OUT.json (calibration, agreement, sizes)."""
+    from edge_fer.calibration import load_calibration
+    from edge_fer.data.dataset import SkipReport
+    from edge_fer.quantize import quantize as run_quantize
+
+    names = [n.strip() for e in exclude or [] for n in e.split(",") if n.strip()]
+    skips = SkipReport()
+    with console.status("loading calibration images") as status:
+        images, desc = load_calibration(calib, size, seed, skips)
+        if skips.skipped:
+            console.print(f"[yellow]{skips.summary()}[/]")
+        status.update(f"quantizing {model.name} for {target} on {desc['n_images']} images")
+        report = run_quantize(model, output, images, target, method, per_channel, names, desc, classes, img_size,
+                              max_drop, val, log=lambda msg: status.update(msg))
+    cmp = report.get("float_vs_int8_heldout", {})
+    console.print(f"wrote {report['output']} ({report['sizes_bytes']['int8'] / 1e6:.2f} MB, "
+                  f"{report['quantize_seconds']:.1f} s); held-out float vs INT8: top-1 agreement "
+                  f"{cmp.get('top1_agreement', float('nan')):.2%}, max |dlogit| {cmp.get('max_abs_logit_diff', 0):.3f}")
+    if "val" in report:
+        v = report["val"]
+        console.print(f"val accuracy float {v['float_accuracy']:.2%} -> INT8 {v['int8_accuracy']:.2%} "
+                      f"(budget {v['max_drop']:.2%})")
+    if desc.get("warning"):
+        console.print(f"[yellow]warning:[/] {desc['warning']}")
 
 
 def main() -> None:

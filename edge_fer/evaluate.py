@@ -29,6 +29,13 @@ class Metrics:
         }
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits."""
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def compute_metrics(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> Metrics:
     pred = logits.argmax(axis=1)
     k = len(classes)
@@ -39,7 +46,7 @@ def compute_metrics(logits: np.ndarray, labels: np.ndarray, classes: Sequence[st
         for i, name in enumerate(classes)
     }
     return Metrics(float((pred == labels).mean()) if len(labels) else float("nan"), recall, confusion,
-                   list(classes), int(len(labels)))
+                   list(classes), len(labels))
 
 
 def batched_logits(

@@ -59,7 +59,7 @@ def test_corrupt_and_empty_files_are_skipped_and_counted(tmp_path: Path) -> None
 def test_empty_class_folder_and_single_class_are_clear_errors(tmp_path: Path) -> None:
     _write_set(tmp_path / "a", {"happy": 2, "sad": 2})
     (tmp_path / "a" / "fear").mkdir()
-    with pytest.raises(EdgeFerError, match="fear.*no images"):
+    with pytest.raises(EdgeFerError, match=r"fear.*no images"):
         scan_folder(tmp_path / "a")
     _write_set(tmp_path / "b", {"happy": 2})
     with pytest.raises(EdgeFerError, match="need at least 2"):

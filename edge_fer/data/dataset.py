@@ -120,7 +120,8 @@ def scan_folder(folder: Path | str, classes: Sequence[str] | None = None) -> Fac
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise EdgeFerError(f"{folder}: not a folder; expected {folder}/<class>/*.png (e.g. ../shared/data/ferplus/test)")
+        raise EdgeFerError(f"{folder}: not a folder; expected {folder}/<class>/*.png "
+                           "(e.g. ../shared/data/ferplus/test)")
     found: dict[str, list[Path]] = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         files = list_images(sub)

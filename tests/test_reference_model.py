@@ -1,0 +1,37 @@
+"""The shipped reference model: loads, matches its metadata, and still scores what its card says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge_fer.backends.torch_backend import TorchRunner
+from edge_fer.checkpoint import load_checkpoint
+from edge_fer.data.dataset import SkipReport, load_images, scan_folder
+from edge_fer.defaults import REFERENCE_MODEL
+from edge_fer.evaluate import batched_logits, compute_metrics
+from edge_fer.model import FERNetConfig
+
+
+def test_shipped_checkpoint_is_the_seed_architecture() -> None:
+    ckpt = load_checkpoint(REFERENCE_MODEL)  # raises if weights and metadata disagree
+    assert ckpt.config == FERNetConfig(num_classes=8, img_size=224, width=1.0, attention="cbam",
+                                       head_scale=ckpt.config.head_scale)
+    assert ckpt.classes == ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    assert ckpt.preprocessing.img_size == 224
+    assert REFERENCE_MODEL.stat().st_size <= 16 * 2**20
+
+
+def test_accuracy_on_fer_mini_test_matches_the_card(fer_mini: Path) -> None:
+    meta = json.loads(REFERENCE_MODEL.with_suffix(".json").read_text())
+    claimed = meta["metrics"]["fer_mini_test"]["accuracy"]
+    card = (REFERENCE_MODEL.parents[1] / "README.md").read_text()
+    assert f"{claimed:.1%}" in card, "the model card must quote the fer-mini figure"
+    ckpt = load_checkpoint(REFERENCE_MODEL)
+    folder = scan_folder(fer_mini / "test", ckpt.classes)
+    images, kept = load_images(folder.paths, SkipReport())
+    logits = batched_logits(TorchRunner.from_checkpoint(ckpt), images, ckpt.preprocessing, 64)
+    accuracy = compute_metrics(logits, folder.labels[kept], ckpt.classes).accuracy
+    assert accuracy == pytest.approx(claimed, abs=0.03)
