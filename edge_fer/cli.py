@@ -281,6 +281,45 @@ def quantize(
         console.print(f"[yellow]warning:[/] {desc['warning']}")
 
 
+@app.command()
+@user_errors
+def bench(
+    checkpoint: Annotated[Path | None, typer.Argument(help="Checkpoint (default: the shipped reference model)")] = None,
+    device: Annotated[str, typer.Option(help="cpu (ORT fp32/int8 + torch) | intel (OpenVINO fp32/bf16/int8 + ORT)")
+                      ] = "cpu",
+    data: Annotated[Path | None, typer.Option(help="Labelled folder for accuracy (default: embedded LFW faces, "
+                                                   "agreement only)")] = None,
+    batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated")] = "1",
+    warmup: Annotated[int, typer.Option(help="Untimed rounds per backend")] = 20,
+    iters: Annotated[int, typer.Option(help="Timed rounds per backend (interleaved)")] = 200,
+    threads: Annotated[int | None, typer.Option(help="Threads per runtime (default: runtime's choice)")] = None,
+    max_drop: Annotated[float, typer.Option(help="Gate: max accuracy drop vs float, points")] = 1.0,
+    min_agreement: Annotated[float, typer.Option(help="Gate: min top-1 agreement with float")] = 0.99,
+    out: Annotated[Path, typer.Option("--out", "-o", help="results.json, report.md and PNGs go here")] = Path(
+        "bench-out"),
+    cache: Annotated[Path, typer.Option(help="Artifact cache (keyed by checkpoint sha256)")] = Path(
+        ".edge-fer-cache"),
+    json_out: Annotated[bool, typer.Option("--json", help="Print results.json to stdout")] = False,
+) -> None:
+    """Latency and accuracy parity of every backend vs the float model; exit 1 when the gate fails."""
+    from edge_fer.bench_cmd import BenchOptions, run_bench
+
+    try:
+        batches = tuple(int(b) for b in batch.split(","))
+    except ValueError:
+        raise EdgeFerError(f"--batch {batch!r}: expected comma-separated integers, e.g. 1,8") from None
+    opts = BenchOptions(device, data, batches, warmup, iters, threads, max_drop, min_agreement, cache, out)
+    results = run_bench(_checkpoint_path(checkpoint), opts, console)
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(results, indent=2))
+    console.print(f"report: {out / 'report.md'}")
+    if not results["passed"]:
+        failed = [f"{n}: {r['verdict']}" for n, r in results["rows"].items() if not r["passed"]]
+        raise EdgeFerError("parity gate failed: " + "; ".join(failed))
+
+
 def main() -> None:
     app()
 

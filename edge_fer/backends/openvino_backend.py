@@ -63,7 +63,8 @@ class OpenVinoRunner:
         except Exception as e:
             raise EdgeFerError(f"{path}: cannot compile for {device} at {requested} "
                                f"({str(e).splitlines()[0]})") from e
-        actual = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        prop = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: "f32", "bf16", ...
+        actual = prop.to_string() if hasattr(prop, "to_string") else str(prop)
         settings = {"device": device, "performance_hint": hint, "inference_precision": actual,
                     "weights": weights, "threads": compiled.get_property("INFERENCE_NUM_THREADS"),
                     "streams": compiled.get_property("NUM_STREAMS"), "cache_dir": cache_dir or ""}

@@ -1,0 +1,95 @@
+"""Latency and accuracy parity of several runners against the float reference (``edge-fer bench``).
+
+All runners live in one process and are timed *interleaved* (one call each, in
+turn, repeated), so drift on a noisy machine (frequency, a neighbour's load)
+hits every backend alike; medians and ratios are quoted, never single runs.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_fer.backends.base import Runner
+from edge_fer.evaluate import batched_logits, compute_metrics, softmax
+from edge_fer.export import compare_logits
+
+
+@dataclass
+class Latency:
+    """Per-call wall times (ms) of one runner at one batch size."""
+
+    batch: int
+    cold_ms: float
+    times_ms: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        t = np.asarray(self.times_ms)
+        median = float(np.median(t))
+        return {"batch": self.batch, "median_ms": median, "p90_ms": float(np.percentile(t, 90)),
+                "p99_ms": float(np.percentile(t, 99)), "mean_ms": float(t.mean()), "std_ms": float(t.std()),
+                "throughput_ips": self.batch * 1000.0 / median, "cold_ms": self.cold_ms, "iters": len(t)}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def time_interleaved(runners: dict[str, Runner], batch: np.ndarray, warmup: int, iters: int,
+                     tick: Callable[[], None] | None = None) -> dict[str, Latency]:
+    """Time every runner on ``batch``: first (cold) call, ``warmup`` untimed rounds, ``iters`` timed rounds."""
+    results = {}
+    for name, run in runners.items():
+        t0 = time.perf_counter()
+        run(batch)
+        results[name] = Latency(len(batch), (time.perf_counter() - t0) * 1000.0)
+    for _ in range(warmup):
+        for run in runners.values():
+            run(batch)
+    for _ in range(iters):
+        for name, run in runners.items():
+            t0 = time.perf_counter()
+            run(batch)
+            results[name].times_ms.append((time.perf_counter() - t0) * 1000.0)
+        if tick is not None:
+            tick()
+    return results
+
+
+def parity(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None,
+           classes: Sequence[str]) -> dict:
+    """How ``candidate`` logits differ from the float ``reference`` (and from the labels, if any)."""
+    cmp = compare_logits(reference, candidate)
+    p, q = softmax(reference.astype(np.float64)), softmax(candidate.astype(np.float64))
+    kl = float(np.mean(np.sum(p * (np.log(p + 1e-12) - np.log(q + 1e-12)), axis=1)))
+    out = {**cmp.to_dict(), "kl_softmax": kl}
+    if labels is not None:
+        ref_m = compute_metrics(reference, labels, classes)
+        cand_m = compute_metrics(candidate, labels, classes)
+        out.update({
+            "accuracy": cand_m.accuracy,
+            "accuracy_drop_pt": 100.0 * (ref_m.accuracy - cand_m.accuracy),
+            "per_class_delta_pt": {c: 100.0 * (cand_m.per_class_recall[c] - ref_m.per_class_recall[c])
+                                   for c in classes},
+            "confusion": cand_m.confusion.tolist(),
+        })
+    return out
+
+
+def verdict(row: dict, max_drop: float, min_agreement: float) -> tuple[bool, str]:
+    """Pass/fail of one row against the gate; the reason names the failing figure."""
+    reasons = []
+    if row["top1_agreement"] < min_agreement:
+        reasons.append(f"agreement {row['top1_agreement']:.2%} < {min_agreement:.2%}")
+    if "accuracy_drop_pt" in row and row["accuracy_drop_pt"] > max_drop:
+        reasons.append(f"accuracy drop {row['accuracy_drop_pt']:.2f} pt > {max_drop:.2f} pt")
+    return (not reasons), "; ".join(reasons) or "ok"
+
+
+def all_logits(runners: dict[str, Runner], images: Sequence[np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+    """Logits of every runner on the same images, each through its own artifact's preprocessing."""
+    return {name: batched_logits(run, images, run.info.preprocessing, batch_size) for name, run in runners.items()}

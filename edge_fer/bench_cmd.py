@@ -1,0 +1,256 @@
+"""``edge-fer bench``: build (or reuse) the artifacts a device runs, then time and compare them side by side.
+
+Artifacts are cached under ``CACHE/<checkpoint sha256[:16]>/``: a changed
+checkpoint gets a new folder, so a stale artifact is never benchmarked.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from edge_fer import __version__
+from edge_fer.atomic import write_json, write_text
+from edge_fer.backends import open_runner
+from edge_fer.backends.base import Runner
+from edge_fer.bench import all_logits, parity, peak_rss_mb, time_interleaved, verdict
+from edge_fer.checkpoint import load_checkpoint, sha256_file, weights_path
+from edge_fer.data.dataset import SkipReport, load_images, scan_folder
+from edge_fer.data.faces import EMBEDDED_NAME, embedded_faces
+from edge_fer.errors import EdgeFerError
+from edge_fer.plots import plot_confusions_side_by_side
+
+# Which (backend, precision) rows each device benchmarks; torch fp32 is always the baseline.
+DEVICE_ROWS = {
+    "cpu": [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("onnxruntime", "int8-naive")],
+    "intel": [("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"), ("onnxruntime", "fp32")],
+}
+
+
+@dataclass
+class BenchOptions:
+    device: str = "cpu"
+    data: Path | None = None
+    batches: tuple[int, ...] = (1,)
+    warmup: int = 20
+    iters: int = 200
+    threads: int | None = None
+    max_drop: float = 1.0
+    min_agreement: float = 0.99
+    cache: Path = Path(".edge-fer-cache")
+    out: Path = Path("bench-out")
+
+
+def _artifact(cache: Path, checkpoint: Path, backend: str, precision: str, calib: list[np.ndarray],
+              log) -> Path:
+    """Build the artifact for (backend, precision) unless the cache already has it."""
+    from edge_fer.build import build_intel_float
+    from edge_fer.export import export_checkpoint
+    from edge_fer.quantize import quantize
+
+    onnx_fp32 = cache / "fernet-fp32.onnx"
+    if not onnx_fp32.exists():
+        log("export -> ONNX fp32")
+        export_checkpoint(load_checkpoint(checkpoint), onnx_fp32, calib[:100])
+    if backend == "onnxruntime" and precision == "fp32":
+        return onnx_fp32
+    if backend == "onnxruntime":
+        path = cache / f"fernet-{precision}.onnx"
+        if not path.exists():
+            log(f"quantize -> ONNX {precision}")
+            if precision == "int8-naive":
+                _naive_ort_int8(onnx_fp32, path, calib)
+            else:
+                quantize(onnx_fp32, path, calib, target="cpu")
+        return path
+    if precision == "int8":
+        path = cache / "fernet-int8.xml"
+        if not path.exists():
+            log("quantize -> OpenVINO int8 (NNCF)")
+            quantize(onnx_fp32, path, calib, target="intel")
+        return path
+    path = cache / "fernet-fp32.xml"  # bf16/fp16 are compile-time choices on the same fp32 IR
+    if not path.exists():
+        log("build -> OpenVINO IR fp32")
+        build_intel_float(onnx_fp32, path)
+    return path
+
+
+def _naive_ort_int8(onnx_fp32: Path, out: Path, calib: list[np.ndarray]) -> None:
+    """The naive baseline: ``quantize_static`` with every option left at its default."""
+    from onnxruntime.quantization import CalibrationDataReader, quantize_static
+
+    from edge_fer.atomic import atomic_path
+    from edge_fer.backends.onnxruntime_backend import OrtRunner
+    from edge_fer.data.preprocessing import preprocess
+    from edge_fer.export import set_metadata
+
+    info = OrtRunner.open(onnx_fp32).info
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"images": preprocess([im], info.preprocessing)} for im in calib])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    import onnx
+
+    with atomic_path(out) as tmp:
+        quantize_static(str(onnx_fp32), str(tmp), Reader())
+        proto = onnx.load(str(tmp))
+        set_metadata(proto, {**info.to_strings(), "edge_fer.precision": "int8"})
+        onnx.save_model(proto, str(tmp))
+
+
+def _labelled(data: Path, classes: list[str]) -> tuple[list[np.ndarray], np.ndarray, SkipReport]:
+    folder = scan_folder(data, classes)
+    skips = SkipReport()
+    images, kept = load_images(folder.paths, skips)
+    return images, folder.labels[kept], skips
+
+
+def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
+    """Build, time and compare; writes results.json, report.md and PNGs to ``opts.out``."""
+    if opts.device not in DEVICE_ROWS:
+        raise EdgeFerError(f"--device {opts.device!r}: this host benchmarks {', '.join(DEVICE_ROWS)}; "
+                           "for jetson, build a bundle with edge-fer build --target jetson --bundle")
+    checkpoint = weights_path(checkpoint)
+    ckpt_sha = sha256_file(checkpoint)
+    cache = opts.cache / ckpt_sha[:16]
+    cache.mkdir(parents=True, exist_ok=True)
+    ckpt = load_checkpoint(checkpoint)
+    labels = None
+    if opts.data is not None:
+        images, labels, skips = _labelled(opts.data, ckpt.classes)
+        data_name = str(opts.data)
+    else:
+        images, skips, data_name = embedded_faces(), SkipReport(), EMBEDDED_NAME
+    calib = images[:: max(1, len(images) // 300)][:300] if opts.data is not None else images
+    runners: dict[str, Runner] = {"torch fp32": open_runner(checkpoint, threads=opts.threads)}
+    for backend, precision in DEVICE_ROWS[opts.device]:
+        path = _artifact(cache, checkpoint, backend, precision, calib, lambda m: console.print(f"[dim]{m}[/]"))
+        run_precision = precision if backend == "openvino" and precision != "int8" else None
+        runners[f"{backend} {precision}"] = open_runner(path, precision=run_precision, threads=opts.threads)
+    console.print(f"accuracy parity on {len(images)} images ({data_name})")
+    logits = all_logits(runners, images, 32)
+    reference = logits["torch fp32"]
+    rows: dict[str, dict] = {}
+    for name, runner in runners.items():
+        rows[name] = {"backend": runner.backend, "precision": runner.precision, "settings": runner.settings,
+                      **parity(reference, logits[name], labels, ckpt.classes)}
+    spec = ckpt.preprocessing
+    from edge_fer.data.preprocessing import preprocess
+
+    with Progress(console=console, transient=True) as progress:
+        for batch_size in opts.batches:
+            task = progress.add_task(f"latency batch {batch_size}", total=opts.iters)
+            batch = preprocess([images[i % len(images)] for i in range(batch_size)], spec)
+            lat = time_interleaved(runners, batch, opts.warmup, opts.iters, lambda: progress.advance(task))
+            base = lat["torch fp32"].summary()["median_ms"]
+            for name, result in lat.items():
+                summary = result.summary()
+                summary["speedup_vs_torch"] = base / summary["median_ms"]
+                summary["times_ms"] = [round(t, 4) for t in result.times_ms]
+                rows[name].setdefault("latency", []).append(summary)
+    for name, row in rows.items():
+        row["passed"], row["verdict"] = verdict(row, opts.max_drop, opts.min_agreement)
+    results = {
+        "edge_fer_version": __version__, "device": opts.device, "checkpoint": str(checkpoint),
+        "checkpoint_sha256": ckpt_sha, "data": data_name, "n_images": len(images),
+        "skipped_images": len(skips.skipped), "gate": {"max_drop_pt": opts.max_drop,
+                                                        "min_agreement": opts.min_agreement},
+        "machine": {"platform": platform.platform(), "processor": _cpu_name(), "peak_rss_mb": peak_rss_mb()},
+        "rows": rows, "passed": all(r["passed"] for r in rows.values()),
+    }
+    opts.out.mkdir(parents=True, exist_ok=True)
+    write_json(opts.out / "results.json", results)
+    write_text(opts.out / "report.md", report_markdown(results))
+    _plots(results, ckpt.classes, opts.out)
+    console.print(results_table(results))
+    return results
+
+
+def _cpu_name() -> str:
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        for line in info.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def _fmt(row: dict, key: str, fmt: str) -> str:
+    return format(row[key], fmt) if key in row else "-"
+
+
+def results_table(results: dict) -> Table:
+    table = Table(title=f"edge-fer bench --device {results['device']} ({results['n_images']} images)")
+    for col in ("backend", "precision", "batch", "median ms", "p90 ms", "speed-up", "accuracy", "drop pt",
+                "agreement", "max |dlogit|", "verdict"):
+        table.add_column(col)
+    for name, row in results["rows"].items():
+        for lat in row.get("latency", []):
+            table.add_row(name.split()[0], row["precision"], str(lat["batch"]), f"{lat['median_ms']:.2f}",
+                          f"{lat['p90_ms']:.2f}", f"{lat['speedup_vs_torch']:.2f}x", _fmt(row, "accuracy", ".2%"),
+                          _fmt(row, "accuracy_drop_pt", "+.2f"), f"{row['top1_agreement']:.2%}",
+                          f"{row['max_abs_logit_diff']:.3f}", "pass" if row["passed"] else row["verdict"])
+    return table
+
+
+def report_markdown(results: dict) -> str:
+    lines = [f"# edge-fer bench: {results['device']}", "",
+             f"* checkpoint `{results['checkpoint']}` (sha256 {results['checkpoint_sha256'][:16]}...)",
+             f"* data: {results['data']} ({results['n_images']} images, {results['skipped_images']} skipped)",
+             f"* machine: {results['machine']['processor']}",
+             f"* gate: drop <= {results['gate']['max_drop_pt']} pt, agreement >= "
+             f"{results['gate']['min_agreement']:.2%}: **{'PASS' if results['passed'] else 'FAIL'}**", "",
+             "| backend | precision | batch | median ms | p90 ms | p99 ms | img/s | cold ms | speed-up vs torch | "
+             "accuracy | drop pt | agreement | max abs dlogit | KL | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, row in results["rows"].items():
+        for lat in row.get("latency", []):
+            lines.append(
+                f"| {name.split()[0]} | {row['precision']} | {lat['batch']} | {lat['median_ms']:.2f} | "
+                f"{lat['p90_ms']:.2f} | {lat['p99_ms']:.2f} | {lat['throughput_ips']:.0f} | {lat['cold_ms']:.1f} | "
+                f"{lat['speedup_vs_torch']:.2f}x | {_fmt(row, 'accuracy', '.2%')} | "
+                f"{_fmt(row, 'accuracy_drop_pt', '+.2f')} | {row['top1_agreement']:.2%} | "
+                f"{row['max_abs_logit_diff']:.3f} | {row['kl_softmax']:.2e} | {row['verdict']} |")
+    lines += ["", "Settings per row (threads, streams, inference precision read back from the runtime):", ""]
+    lines += [f"* {name}: `{json.dumps(row['settings'], default=str)}`" for name, row in results["rows"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(results: dict, classes: list[str], out: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from edge_fer.plots import _save
+
+    rows = results["rows"]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    names = list(rows)
+    ax.boxplot([rows[n]["latency"][0]["times_ms"] for n in names], tick_labels=names, orientation="horizontal", showfliers=False)
+    ax.set_xlabel(f"latency per call, ms (batch {rows[names[0]]['latency'][0]['batch']}, interleaved)")
+    _save(fig, out / "latency.png")
+    int8 = [n for n in rows if "int8" in n and "confusion" in rows[n]]
+    if "confusion" in rows["torch fp32"] and int8:
+        plot_confusions_side_by_side(
+            [("torch fp32", np.asarray(rows["torch fp32"]["confusion"]))] +
+            [(n, np.asarray(rows[n]["confusion"])) for n in int8], classes, out / "confusion_float_vs_int8.png")
+        fig, ax = plt.subplots(figsize=(7, 3.8))
+        width = 0.8 / len(int8)
+        for i, n in enumerate(int8):
+            deltas = [rows[n]["per_class_delta_pt"][c] for c in classes]
+            ax.bar(np.arange(len(classes)) + i * width, deltas, width, label=n)
+        ax.set_xticks(np.arange(len(classes)) + 0.4 - width / 2, classes, rotation=30)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_ylabel("recall change vs float (pt)")
+        ax.legend()
+        _save(fig, out / "per_class_delta.png")

@@ -1,0 +1,66 @@
+"""A small real bench (ORT, torch, OpenVINO), its JSON/report files and the parity gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from typer.testing import CliRunner
+
+from edge_fer.bench import verdict
+from edge_fer.cli import app
+
+
+def _bench(ckpt: Path, tmp_path: Path, *extra: str):
+    return CliRunner().invoke(app, ["bench", str(ckpt), "--iters", "3", "--warmup", "1", "--out",
+                                    str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), *extra])
+
+
+def test_cpu_bench_writes_results_and_a_damaged_int8_fails_the_gate(tiny_checkpoint: Path, fer_mini: Path,
+                                                                     tmp_path: Path) -> None:
+    data = ["--data", str(fer_mini / "test"), "--max-drop", "100", "--min-agreement", "0"]
+    result = _bench(tiny_checkpoint, tmp_path, *data)
+    assert result.exit_code == 0, result.output
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(res["rows"]) == {"torch fp32", "onnxruntime fp32", "onnxruntime int8", "onnxruntime int8-naive"}
+    for row in res["rows"].values():
+        lat = row["latency"][0]
+        assert lat["batch"] == 1 and lat["iters"] == 3 and lat["median_ms"] > 0 and "speedup_vs_torch" in lat
+        assert {"accuracy", "accuracy_drop_pt", "top1_agreement", "max_abs_logit_diff", "kl_softmax",
+                "per_class_delta_pt", "passed"} <= set(row)
+    assert res["rows"]["onnxruntime fp32"]["max_abs_logit_diff"] < 1e-3
+    for name in ("report.md", "latency.png", "confusion_float_vs_int8.png", "per_class_delta.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+
+    # Damage the cached INT8 model: the same bench with a real gate must now fail (exit 1).
+    cached = next((tmp_path / "cache").rglob("fernet-int8.onnx"))
+    model = onnx.load(str(cached))
+    for init in model.graph.initializer:
+        w = numpy_helper.to_array(init)
+        if w.dtype == np.float32 and w.ndim == 1 and w.size > 8:  # biases and scales
+            init.CopyFrom(numpy_helper.from_array(-w, init.name))
+    onnx.save_model(model, str(cached))
+    failed = _bench(tiny_checkpoint, tmp_path, "--data", str(fer_mini / "test"), "--min-agreement", "0.99")
+    assert failed.exit_code == 1
+    assert "parity gate failed" in failed.output and "onnxruntime int8" in failed.output
+
+
+def test_intel_bench_on_embedded_faces_reports_real_precisions(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    result = _bench(tiny_checkpoint, tmp_path, "--device", "intel", "--min-agreement", "0")
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    assert rows["openvino fp32"]["settings"]["inference_precision"] == "f32"
+    assert rows["openvino bf16"]["settings"]["inference_precision"] in ("bf16", "f32")  # f32 where no bf16 HW
+    assert rows["openvino int8"]["precision"] == "int8"
+    assert "accuracy" not in rows["openvino fp32"]  # unlabelled faces: agreement only
+    assert rows["openvino fp32"]["top1_agreement"] == 1.0
+
+
+def test_verdict_names_the_failing_figure() -> None:
+    ok, why = verdict({"top1_agreement": 0.995, "accuracy_drop_pt": 0.2}, 0.5, 0.99)
+    assert ok and why == "ok"
+    ok, why = verdict({"top1_agreement": 0.95, "accuracy_drop_pt": 0.8}, 0.5, 0.99)
+    assert not ok and "agreement" in why and "drop" in why
