@@ -153,14 +153,14 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
         for batch_size in opts.batches:
             task = progress.add_task(f"latency batch {batch_size}", total=opts.iters)
             batch = preprocess([images[i % len(images)] for i in range(batch_size)], spec)
-            lat = time_interleaved(runners, batch, opts.warmup, opts.iters, lambda: progress.advance(task))
+            lat = time_interleaved(runners, batch, opts.warmup, opts.iters, lambda task=task: progress.advance(task))
             base = lat["torch fp32"].summary()["median_ms"]
             for name, result in lat.items():
                 summary = result.summary()
                 summary["speedup_vs_torch"] = base / summary["median_ms"]
                 summary["times_ms"] = [round(t, 4) for t in result.times_ms]
                 rows[name].setdefault("latency", []).append(summary)
-    for name, row in rows.items():
+    for row in rows.values():
         row["passed"], row["verdict"] = verdict(row, opts.max_drop, opts.min_agreement)
     results = {
         "edge_fer_version": __version__, "device": opts.device, "checkpoint": str(checkpoint),
@@ -236,7 +236,8 @@ def _plots(results: dict, classes: list[str], out: Path) -> None:
     rows = results["rows"]
     fig, ax = plt.subplots(figsize=(7, 3.8))
     names = list(rows)
-    ax.boxplot([rows[n]["latency"][0]["times_ms"] for n in names], tick_labels=names, orientation="horizontal", showfliers=False)
+    ax.boxplot([rows[n]["latency"][0]["times_ms"] for n in names], tick_labels=names, orientation="horizontal",
+               showfliers=False)
     ax.set_xlabel(f"latency per call, ms (batch {rows[names[0]]['latency'][0]['batch']}, interleaved)")
     _save(fig, out / "latency.png")
     int8 = [n for n in rows if "int8" in n and "confusion" in rows[n]]

@@ -248,7 +248,7 @@ def quantize(
     exclude: Annotated[list[str] | None, typer.Option(
         help="Node names or op types to keep float (repeat, or comma-separated)")] = None,
     max_drop: Annotated[float | None, typer.Option(
-        help="Accuracy budget (absolute, 0.01 = 1 point): keep sensitive layers float until met; needs --val")] = None,
+        help="Accuracy budget, points: keep sensitive layers float until met; needs --val")] = None,
     val: Annotated[Path | None, typer.Option(help="Labelled folder VAL/<class>/*.png for --max-drop")] = None,
     size: Annotated[int, typer.Option(help="Images sampled when --calib is a folder")] = 512,
     seed: Annotated[int, typer.Option(help="Sampling seed when --calib is a folder")] = 0,
@@ -276,9 +276,11 @@ def quantize(
     if "val" in report:
         v = report["val"]
         console.print(f"val accuracy float {v['float_accuracy']:.2%} -> INT8 {v['int8_accuracy']:.2%} "
-                      f"(budget {v['max_drop']:.2%})")
-    if desc.get("warning"):
-        console.print(f"[yellow]warning:[/] {desc['warning']}")
+                      f"(budget {v['max_drop_pt']:.2f} pt)")
+    control = report.get("accuracy_control", {})
+    for note in (control.get("note"), control.get("warning"), desc.get("warning")):
+        if note:
+            console.print(f"[yellow]warning:[/] {note}")
 
 
 @app.command()

@@ -11,10 +11,10 @@ import pytest
 from onnx import numpy_helper
 
 from edge_fer.backends import open_runner
+from edge_fer.backends.torch_backend import TorchRunner
 from edge_fer.checkpoint import load_checkpoint
 from edge_fer.data.faces import embedded_faces
 from edge_fer.errors import EdgeFerError
-from edge_fer.backends.torch_backend import TorchRunner
 from edge_fer.export import export_checkpoint, save_onnx, verify
 
 

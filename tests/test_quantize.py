@@ -1,0 +1,227 @@
+"""INT8 quantization for cpu / jetson / intel on a tiny model: runtimes load it, rules hold, bytes repeat."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edge_fer.backends.onnxruntime_backend import OrtRunner
+from edge_fer.calibration import load_calibration, make_manifest, write_manifest
+from edge_fer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edge_fer.data.dataset import SkipReport
+from edge_fer.data.faces import embedded_faces
+from edge_fer.data.preprocessing import Preprocessing, preprocess
+from edge_fer.errors import EdgeFerError
+from edge_fer.export import export_checkpoint, save_onnx
+from edge_fer.model import FERNet, FERNetConfig
+from edge_fer.quantize import check_tensorrt_qdq, quantize
+
+FER_MINI = Path(__file__).parents[1].parent / "shared/data/fer-mini"
+CLASSES = ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+
+
+@pytest.fixture(scope="module")
+def fer_mini() -> Path:
+    if not FER_MINI.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{FER_MINI} is missing on CI")
+        pytest.skip(f"{FER_MINI} not found (shared test data)")
+    return FER_MINI
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny")
+    ckpt = Checkpoint(FERNet(FERNetConfig(num_classes=8, img_size=64, width=0.25)), CLASSES, Preprocessing(64))
+    save_checkpoint(ckpt, folder / "ckpt")
+    out = folder / "model.onnx"
+    export_checkpoint(load_checkpoint(folder / "ckpt"), out, embedded_faces()[:16])
+    return out
+
+
+@pytest.fixture(scope="module")
+def calib(fer_mini):
+    return load_calibration(str(fer_mini / "val"), 40, 0, SkipReport())
+
+
+def run(tiny_onnx, out, calib, **kw):
+    images, desc = calib
+    return quantize(tiny_onnx, out, images, calibration=desc, **kw)
+
+
+def test_cpu_loads_in_ort_with_metadata_and_report(tiny_onnx, calib, tmp_path):
+    report = run(tiny_onnx, tmp_path / "m.int8.onnx", calib, target="cpu")
+    runner = OrtRunner.open(tmp_path / "m.int8.onnx")
+    assert runner.precision == "int8" and runner.info.classes == CLASSES and runner.info.img_size == 64
+    logits = runner(preprocess(calib[0][:3], runner.info.preprocessing))
+    assert logits.shape == (3, 8) and np.isfinite(logits).all()
+    saved = json.loads((tmp_path / "m.int8.json").read_text())
+    assert saved == json.loads(json.dumps(report))
+    assert saved["calibration"]["used"] == 32 and saved["calibration"]["held_out"] == 8
+    assert saved["calibration"]["manifest_sha256"] == calib[1]["manifest_sha256"]
+    assert saved["float_vs_int8_heldout"]["n"] == 8
+    assert saved["float_vs_int8_heldout"]["top1_agreement"] >= 0.75
+    assert saved["sizes_bytes"]["int8"] < saved["sizes_bytes"]["float"]
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "m.int8.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_cpu_is_deterministic(tiny_onnx, calib, tmp_path):
+    run(tiny_onnx, tmp_path / "a.onnx", calib, target="cpu", method="entropy")
+    run(tiny_onnx, tmp_path / "b.onnx", calib, target="cpu", method="entropy")
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+
+
+def test_jetson_follows_tensorrt_qdq_rules(tiny_onnx, calib, tmp_path):
+    report = run(tiny_onnx, tmp_path / "j.onnx", calib, target="jetson")
+    assert report["tensorrt_qdq_check"] == "passed"
+    proto = onnx.load(str(tmp_path / "j.onnx"))
+    assert check_tensorrt_qdq(proto) == []
+    assert OrtRunner.open(tmp_path / "j.onnx").precision == "int8"
+    # the cpu flavour (uint8 asymmetric activations) breaks them
+    run(tiny_onnx, tmp_path / "c.onnx", calib, target="cpu")
+    problems = check_tensorrt_qdq(onnx.load(str(tmp_path / "c.onnx")))
+    assert any("zero point" in p for p in problems)
+    # so do per-tensor weights and weight scales along the wrong axis
+    run(tiny_onnx, tmp_path / "t.onnx", calib, target="jetson", per_channel=True)
+    dq = next(n for n in proto.graph.node if n.op_type == "DequantizeLinear"
+              and any(a.name == "axis" for a in n.attribute))
+    next(a for a in dq.attribute if a.name == "axis").i = 1
+    assert any("axis 1" in p for p in check_tensorrt_qdq(proto))
+    with pytest.raises(EdgeFerError, match="TensorRT rules"):
+        run(tiny_onnx, tmp_path / "pt.onnx", calib, target="jetson", per_channel=False)
+
+
+def test_intel_loads_in_openvino(tiny_onnx, calib, tmp_path):
+    from edge_fer.backends.openvino_backend import OpenVinoRunner, rt_info_strings
+
+    report = run(tiny_onnx, tmp_path / "ov", calib, target="intel")
+    xml = tmp_path / "ov.xml"
+    assert report["output"] == str(xml) and xml.with_suffix(".bin").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ov.bin", "ov.json", "ov.xml"]  # no temp leftovers
+    runner = OpenVinoRunner.open(xml)
+    assert runner.precision == "int8" and runner.info.classes == CLASSES
+    assert runner(preprocess(calib[0][:2], runner.info.preprocessing)).shape == (2, 8)
+    import openvino as ov
+    props = rt_info_strings(ov.Core().read_model(str(xml)))
+    assert props["edge_fer.precision"] == "int8" and props["edge_fer.img_size"] == "64"
+    assert any(op.get_type_name() == "FakeQuantize" for op in ov.Core().read_model(str(xml)).get_ops())
+    again = tmp_path / "again"
+    again.mkdir()
+    run(tiny_onnx, again / "ov.xml", calib, target="intel")
+    for suffix in (".xml", ".bin"):
+        assert (again / "ov.xml").with_suffix(suffix).read_bytes() == xml.with_suffix(suffix).read_bytes()
+
+
+def test_intel_accuracy_budget(tiny_onnx, calib, fer_mini, tmp_path):
+    val = tmp_path / "val"
+    for sub in sorted((fer_mini / "val").iterdir())[:3]:
+        (val / sub.name).mkdir(parents=True)
+        for f in sorted(sub.iterdir())[:2]:
+            shutil.copy(f, val / sub.name / f.name)
+    report = run(tiny_onnx, tmp_path / "ov.xml", calib, target="intel", max_drop=100.0, val=val)
+    assert report["val"]["n"] == 6 and "kept_float" in report
+    assert report["val"]["float_accuracy"] - report["val"]["int8_accuracy"] <= 1.0
+
+
+def test_exclude_by_op_type_and_name(tiny_onnx, calib, tmp_path):
+    conv = next(n.name for n in onnx.load(str(tiny_onnx)).graph.node if n.op_type == "Conv")
+    report = run(tiny_onnx, tmp_path / "e.onnx", calib, target="cpu", exclude=[conv])
+    assert report["excluded"] == [conv]
+    report = run(tiny_onnx, tmp_path / "e.onnx", calib, target="cpu", exclude=["Conv"])
+    model = onnx.load(str(tmp_path / "e.onnx"))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    assert all(producer.get(n.input[1]) is None or producer[n.input[1]].op_type != "DequantizeLinear"
+               for n in model.graph.node if n.op_type == "Conv")
+    report = run(tiny_onnx, tmp_path / "e.xml", calib, target="intel", exclude=[conv])
+    assert report["excluded"] in ([conv], [conv + "/WithoutBiases"])
+    with pytest.raises(EdgeFerError, match="no node or op type"):
+        run(tiny_onnx, tmp_path / "x.onnx", calib, target="cpu", exclude=["NoSuchLayer"])
+
+
+def test_accuracy_budget_keeps_sensitive_layers_float(tiny_onnx, calib, fer_mini, tmp_path):
+    val = tmp_path / "val"
+    for sub in sorted((fer_mini / "val").iterdir()):
+        (val / sub.name).mkdir(parents=True)
+        for f in sorted(sub.iterdir())[:2]:
+            shutil.copy(f, val / sub.name / f.name)
+    # an unreachable budget walks the whole ladder: 1, 2, 4, ... layers kept float
+    report = run(tiny_onnx, tmp_path / "b.onnx", calib, target="cpu", max_drop=-100.0, val=val)
+    control = report["accuracy_control"]
+    assert control["met"] is False and "not reachable" in control["note"]
+    assert [t["kept_float"] for t in control["trials"]][:4] == [0, 1, 2, 4]
+    assert all("SQNR" in k["reason"] for k in control["kept_float"])
+    assert set(report["excluded"]) == {k["node"] for k in control["kept_float"]}
+    assert report["val"]["n"] == 16
+    report = run(tiny_onnx, tmp_path / "b.onnx", calib, target="cpu", max_drop=100.0, val=val)
+    assert report["accuracy_control"]["met"] and report["excluded"] == []
+    with pytest.raises(EdgeFerError, match="go together"):
+        run(tiny_onnx, tmp_path / "b.onnx", calib, target="cpu", max_drop=1.0)
+
+
+def test_bad_inputs(tiny_onnx, calib, tmp_path):
+    truncated = tmp_path / "trunc.onnx"
+    truncated.write_bytes(tiny_onnx.read_bytes()[:300])
+    with pytest.raises(EdgeFerError, match=r"trunc\.onnx"):
+        run(truncated, tmp_path / "o.onnx", calib)
+    text = tmp_path / "notes.onnx"
+    text.write_text("hello, not a model\n")
+    with pytest.raises(EdgeFerError, match=r"notes\.onnx"):
+        run(text, tmp_path / "o.onnx", calib)
+    with pytest.raises(EdgeFerError, match="does not exist"):
+        run(tiny_onnx, tmp_path / "missing" / "o.onnx", calib)
+    bare = onnx.load(str(tiny_onnx))
+    del bare.metadata_props[:]
+    save_onnx(bare, tmp_path / "bare.onnx")
+    with pytest.raises(EdgeFerError, match="--classes"):
+        run(tmp_path / "bare.onnx", tmp_path / "o.onnx", calib)
+    run(tmp_path / "bare.onnx", tmp_path / "o.onnx", calib, classes=",".join(CLASSES), img_size=64)
+    assert OrtRunner.open(tmp_path / "o.onnx").info.classes == CLASSES
+    with pytest.raises(EdgeFerError, match="already quantized"):
+        run(tmp_path / "o.onnx", tmp_path / "oo.onnx", calib)
+    with pytest.raises(EdgeFerError, match="target"):
+        run(tiny_onnx, tmp_path / "o.onnx", calib, target="tpu")
+
+
+def test_cli_calib_make_and_quantize(tiny_onnx, fer_mini, tmp_path):
+    from typer.testing import CliRunner
+
+    from edge_fer.cli import app
+
+    manifest = tmp_path / "calib.txt"
+    result = CliRunner().invoke(app, ["calib", "make", "--data", str(fer_mini / "val"), "--size", "24",
+                                      "-o", str(manifest)])
+    assert result.exit_code == 0, result.output
+    assert len(manifest.read_text().splitlines()) == 2 + 24
+    result = CliRunner().invoke(app, ["quantize", str(tiny_onnx), "--calib", str(manifest), "--target", "cpu",
+                                      "-o", str(tmp_path / "q.onnx")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "q.json").read_text())["calibration"]["kind"] == "manifest"
+    result = CliRunner().invoke(app, ["quantize", str(manifest), "--calib", str(manifest), "-o",
+                                      str(tmp_path / "z.onnx")])
+    assert result.exit_code == 1 and "calib.txt" in result.output
+
+
+def test_manifest_helpers_used_by_quantize(fer_mini, tmp_path):
+    entries = make_manifest(fer_mini / "val", 8, 0)
+    write_manifest(tmp_path / "m.txt", fer_mini / "val", entries)
+    images, desc = load_calibration(str(tmp_path / "m.txt"), 0, 0, SkipReport())
+    assert desc["n_images"] == 8 and len(images) == 8
+
+
+def test_histogram_methods_refuse_to_exhaust_memory(tiny_onnx, tmp_path):
+    from edge_fer.quantize import check_histogram_memory, prepare_float
+
+    prepped = prepare_float(onnx.load(str(tiny_onnx)), tmp_path)
+    check_histogram_memory(prepped, 10**9, "minmax")  # minmax reduces as it goes
+    check_histogram_memory(prepped, 32, "entropy")
+    with pytest.raises(EdgeFerError, match="GiB of activations"):
+        check_histogram_memory(prepped, 10**9, "percentile")
