@@ -7,6 +7,10 @@ weights size-agnostic).  The best checkpoint is chosen on val among epochs run
 at ``img_size`` only, so the shipped weights were validated as shipped.
 
 Every epoch writes a resumable state to ``OUT/last/``; ``--resume`` continues it.
+
+Under ``torchrun`` (several processes, DDP) each rank trains on its share of every
+epoch with ``batch_size`` images per step (global batch: ``batch_size`` x ranks);
+rank 0 alone validates, writes and prints.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from edge_fer import __version__
 from edge_fer.atomic import atomic_path, write_json
@@ -32,6 +37,7 @@ from edge_fer.checkpoint import Checkpoint, save_checkpoint
 from edge_fer.data.augment import Augment, class_weights
 from edge_fer.data.dataset import FaceFolder, SkipReport, load_images, load_splits, near_duplicate_paths
 from edge_fer.data.preprocessing import Preprocessing, preprocess
+from edge_fer.distributed import World, barrier, data_parallel, process_group, sum_over_ranks
 from edge_fer.errors import EdgeFerError
 from edge_fer.evaluate import Metrics, batched_logits, compute_metrics, torch_runner
 from edge_fer.losses import ArcFaceCenterLoss
@@ -127,12 +133,36 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+class TrainStep(nn.Module):
+    """Network and loss as one module whose forward returns the loss.
+
+    DDP all-reduces gradients only for parameters used inside its wrapped module's
+    forward; a step runs ``embed`` and ``head.cosine`` rather than ``FERNet.forward``,
+    and Center loss learns its own centres, so the whole step is what gets wrapped.
+    """
+
+    def __init__(self, model: FERNet, loss: ArcFaceCenterLoss, amp: torch.dtype | None) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+        self.amp = amp
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Total loss and the (unscaled) cosines, for the accuracy log."""
+        with torch.autocast(x.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            emb = self.model.embed(x)
+        cosine = self.model.head.cosine(emb.float())
+        loss, _, _ = self.loss(cosine, emb, y, margin)
+        return loss, cosine
+
+
 class Trainer:
     """Holds the model, losses, optimizers and history for one run (fresh or resumed)."""
 
-    def __init__(self, cfg: TrainConfig, console: Console) -> None:
+    def __init__(self, cfg: TrainConfig, console: Console, world: World | None = None) -> None:
         self.cfg = cfg
         self.console = console
+        self.world = world or World()
         self.device = pick_device(cfg.device)
         self.amp = amp_dtype(self.device) if cfg.amp else None
         torch.manual_seed(cfg.seed)
@@ -166,7 +196,8 @@ class Trainer:
                                       cfg.center_weight, weights).to(self.device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.center_opt = torch.optim.SGD(self.loss.center.parameters(), lr=cfg.center_lr)
-        self.steps_per_epoch = math.ceil(len(self.train_images) / cfg.batch_size)
+        self.train_step = data_parallel(TrainStep(self.model, self.loss, self.amp), self.world, self.device)
+        self.steps_per_epoch = math.ceil(len(self.train_images) // self.world.size / cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.total_epochs()
         self.step = 0
         self.epoch = 0
@@ -232,7 +263,14 @@ class Trainer:
         spec = self.pre.with_size(size)
         augment = Augment()
         order = self.rng.permutation(len(self.train_images))
-        self.model.train()
+        # Every rank draws this same permutation (same seed, same draws) and takes an equal share of it:
+        # equal shares mean equal step counts, so DDP's all-reduces always find all ranks.
+        world = self.world
+        order = order[:len(order) - len(order) % world.size][world.rank::world.size]
+        # One process augments from self.rng as before; under DDP self.rng must stay identical on all ranks
+        # (it draws the next permutation), so each rank augments from its own stream, seeded per epoch.
+        aug_rng = self.rng if world.size == 1 else np.random.default_rng([cfg.seed, self.epoch, world.rank])
+        self.train_step.train()
         task = progress.add_task(f"epoch {self.epoch + 1}/{cfg.total_epochs()} @{size}px",
                                  total=len(order), info="")
         tot_loss = tot_correct = seen = 0.0
@@ -240,16 +278,13 @@ class Trainer:
             idx = order[start:start + cfg.batch_size]
             if len(idx) < 2:  # BatchNorm needs 2+ samples
                 continue
-            batch = preprocess([augment(self.train_images[i], self.rng) for i in idx], spec)
+            batch = preprocess([augment(self.train_images[i], aug_rng) for i in idx], spec)
             x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
             y = torch.from_numpy(self.train_labels[idx]).to(self.device)
             factor = _lr_factor(self.step, self.total_steps, self.steps_per_epoch)
             for group in self.opt.param_groups:
                 group["lr"] = cfg.lr * factor
-            with torch.autocast(self.device, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                emb = self.model.embed(x)
-            cosine = self.model.head.cosine(emb.float())
-            loss, _, _ = self.loss(cosine, emb, y, self._margin())
+            loss, cosine = self.train_step(x, y, self._margin())
             self.opt.zero_grad(set_to_none=True)
             self.center_opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -262,6 +297,7 @@ class Trainer:
             seen += n
             progress.update(task, advance=n, info=f"loss {tot_loss / seen:.3f} acc {tot_correct / seen:.3f}")
         progress.remove_task(task)
+        tot_loss, tot_correct, seen = sum_over_ranks([tot_loss, tot_correct, seen], world, self.device)
         return {"train_loss": tot_loss / max(seen, 1), "train_acc": tot_correct / max(seen, 1),
                 "lr": cfg.lr * _lr_factor(self.step, self.total_steps, self.steps_per_epoch)}
 
@@ -284,6 +320,7 @@ class Trainer:
                 "wall_time_s": round(self.wall, 1),
                 "machine": machine_summary(),
                 "edge_fer_version": __version__,
+                "world_size": self.world.size,
                 "amp": str(self.amp) if self.amp else "off",
             },
             "metrics": metrics,
@@ -291,9 +328,18 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, resume: bool = False, console: Console | None = None) -> Path:
-    """Run (or resume) a training; returns the best checkpoint's folder."""
-    console = console or Console(stderr=True)
-    trainer = Trainer(cfg, console)
+    """Run (or resume) a training; returns the best checkpoint's folder.
+
+    Under ``torchrun`` every rank runs this: ranks other than 0 print nothing and
+    wait at a barrier while rank 0 validates and writes.
+    """
+    with process_group(pick_device(cfg.device)) as world:
+        console = (console or Console(stderr=True)) if world.main else Console(quiet=True)
+        return _train(cfg, resume, console, world)
+
+
+def _train(cfg: TrainConfig, resume: bool, console: Console, world: World) -> Path:
+    trainer = Trainer(cfg, console, world)
     if resume:
         trainer.load_state()
         console.print(f"resuming at epoch {trainer.epoch + 1}/{cfg.total_epochs()}")
@@ -301,8 +347,9 @@ def train(cfg: TrainConfig, resume: bool = False, console: Console | None = None
     out.mkdir(parents=True, exist_ok=True)
     counts = dict(zip(trainer.classes, np.bincount(trainer.train_labels, minlength=len(trainer.classes)).tolist(),
                       strict=True))
+    ddp = f", DDP world size {world.size} (global batch {cfg.batch_size * world.size})" if world.size > 1 else ""
     console.print(f"train {len(trainer.train_labels)} images {counts}; val {len(trainer.val_labels)}; "
-                  f"device {trainer.device}, autocast {trainer.amp}; {trainer.skips.summary()}")
+                  f"device {trainer.device}, autocast {trainer.amp}{ddp}; {trainer.skips.summary()}")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[info]}"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -310,27 +357,36 @@ def train(cfg: TrainConfig, resume: bool = False, console: Console | None = None
             size = cfg.size_at(trainer.epoch)
             t0 = time.perf_counter()
             record = {"epoch": trainer.epoch + 1, "img_size": size, **trainer.train_epoch(size, progress)}
-            record["val_loss"], metrics = trainer.validate(size)
-            record["val_acc"] = metrics.accuracy
-            trainer.wall += time.perf_counter() - t0
-            record["wall_s"] = round(trainer.wall, 1)
-            trainer.history.append(record)
             trainer.epoch += 1
-            if size == cfg.img_size and metrics.accuracy > trainer.best_acc:
-                trainer.best_acc = metrics.accuracy
-                save_checkpoint(trainer.checkpoint({"val": metrics.to_dict(), "best_epoch": trainer.epoch}), out)
-                plot_confusion(metrics.confusion, trainer.classes, out / "confusion_matrix.png",
-                               f"val, epoch {trainer.epoch} ({metrics.accuracy:.1%})")
-            trainer.save_state()
-            write_json(out / "metrics.json", {"history": trainer.history, "best_val_acc": trainer.best_acc,
-                                              "skipped_images": trainer.skips.skipped})
-            plot_curves(trainer.history, ["train_loss", "val_loss"], "loss", out / "loss.png")
-            plot_curves(trainer.history, ["train_acc", "val_acc"], "accuracy", out / "accuracy.png")
-            console.print(f"epoch {record['epoch']:>3} @{size}px  loss {record['train_loss']:.3f}  "
-                          f"train {record['train_acc']:.3f}  val {record['val_acc']:.3f}  "
-                          f"({trainer.wall / 60:.1f} min)")
-    if trainer.best_acc < 0:  # never reached img_size (schedule without it): ship the last weights
-        save_checkpoint(trainer.checkpoint({"val": trainer.validate(cfg.img_size)[1].to_dict()}), out)
-    console.print(f"best val accuracy {max(trainer.best_acc, 0):.3f}; {trainer.skips.summary()}; "
-                  f"checkpoint {out / 'model.safetensors'}")
+            if world.main:
+                _validate_and_write(trainer, record, size, t0, out, console)
+            barrier(world)
+    if world.main:
+        if trainer.best_acc < 0:  # never reached img_size (schedule without it): ship the last weights
+            save_checkpoint(trainer.checkpoint({"val": trainer.validate(cfg.img_size)[1].to_dict()}), out)
+        console.print(f"best val accuracy {max(trainer.best_acc, 0):.3f}; {trainer.skips.summary()}; "
+                      f"checkpoint {out / 'model.safetensors'}")
     return out
+
+
+def _validate_and_write(trainer: Trainer, record: dict, size: int, t0: float, out: Path, console: Console) -> None:
+    """End of an epoch on rank 0: validate, keep the best checkpoint, save the resumable state, log."""
+    cfg = trainer.cfg
+    record["val_loss"], metrics = trainer.validate(size)
+    record["val_acc"] = metrics.accuracy
+    trainer.wall += time.perf_counter() - t0
+    record["wall_s"] = round(trainer.wall, 1)
+    trainer.history.append(record)
+    if size == cfg.img_size and metrics.accuracy > trainer.best_acc:
+        trainer.best_acc = metrics.accuracy
+        save_checkpoint(trainer.checkpoint({"val": metrics.to_dict(), "best_epoch": trainer.epoch}), out)
+        plot_confusion(metrics.confusion, trainer.classes, out / "confusion_matrix.png",
+                       f"val, epoch {trainer.epoch} ({metrics.accuracy:.1%})")
+    trainer.save_state()
+    write_json(out / "metrics.json", {"history": trainer.history, "best_val_acc": trainer.best_acc,
+                                      "skipped_images": trainer.skips.skipped})
+    plot_curves(trainer.history, ["train_loss", "val_loss"], "loss", out / "loss.png")
+    plot_curves(trainer.history, ["train_acc", "val_acc"], "accuracy", out / "accuracy.png")
+    console.print(f"epoch {record['epoch']:>3} @{size}px  loss {record['train_loss']:.3f}  "
+                  f"train {record['train_acc']:.3f}  val {record['val_acc']:.3f}  "
+                  f"({trainer.wall / 60:.1f} min)")
