@@ -55,7 +55,8 @@ def train(
     epochs: Annotated[int, typer.Option(help="Epochs (ignored when --schedule is given)")] = 30,
     schedule: Annotated[str, typer.Option(
         help="Resolution schedule SIZE:EPOCHS,..., e.g. 96:20,224:2; the last size must equal --img-size")] = "",
-    batch_size: Annotated[int, typer.Option(help="Images per step")] = 64,
+    batch_size: Annotated[int, typer.Option(
+        help="Images per step (per process under torchrun: global batch = batch size x processes)")] = 64,
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate (warm-up 1 epoch, then cosine)")] = 2e-3,
     img_size: Annotated[int, typer.Option(help="Input size the shipped model runs at")] = 224,
     width: Annotated[float, typer.Option(help="Width multiplier on every layer's channels")] = 1.0,
@@ -73,7 +74,10 @@ def train(
         help="Keep train images that labels.csv marks as duplicates of val/test images")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in OUT/last")] = False,
 ) -> None:
-    """Train FERNet (the seed's CNN) with ArcFace + Center loss; writes model.safetensors + model.json."""
+    """Train FERNet (the seed's CNN) with ArcFace + Center loss; writes model.safetensors + model.json.
+
+    Several GPUs (DDP, one process each): torchrun --nproc_per_node N -m edge_fer.cli train ...
+    """
     from edge_fer.train import TrainConfig, parse_schedule
     from edge_fer.train import train as run_train
 
@@ -281,6 +285,91 @@ def quantize(
     for note in (control.get("note"), control.get("warning"), desc.get("warning")):
         if note:
             console.print(f"[yellow]warning:[/] {note}")
+
+
+@app.command()
+@user_errors
+def build(
+    model: Annotated[Path, typer.Argument(help="Float ONNX from edge-fer export, or a checkpoint (exported first); "
+                                               "jetson int8 also takes the QDQ ONNX of quantize --target jetson")],
+    target: Annotated[str, typer.Option(help="intel (OpenVINO IR) | jetson (TensorRT engine)")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="intel: output folder (model.xml/.bin, build.json); jetson: the .engine file")] = None,
+    precision: Annotated[str | None, typer.Option(
+        help="intel: fp32 | fp16 | bf16 | int8 (default fp32); jetson: fp16 | int8 (default fp16)")] = None,
+    calib: Annotated[str | None, typer.Option(
+        help="int8 calibration images: a folder, or a manifest from edge-fer calib make (default: embedded faces)")
+    ] = None,
+    size: Annotated[int, typer.Option(help="Images sampled when --calib is a folder")] = 512,
+    seed: Annotated[int, typer.Option(help="Sampling seed when --calib is a folder")] = 0,
+    device: Annotated[str | None, typer.Option(help="intel: CPU | GPU | NPU | AUTO (default CPU)")] = None,
+    hint: Annotated[str | None, typer.Option(help="intel: LATENCY (default) | THROUGHPUT")] = None,
+    threads: Annotated[int | None, typer.Option(help="intel: inference threads (default: OpenVINO's)")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="intel: compiled-model cache (CACHE_DIR), warmed by the build")
+                         ] = None,
+    dla_core: Annotated[int | None, typer.Option(help="jetson: build for DLA core N")] = None,
+    gpu_fallback: Annotated[bool, typer.Option("--gpu-fallback", help="jetson: layers DLA cannot run go to the GPU")
+                            ] = False,
+    workspace: Annotated[int | None, typer.Option(help="jetson: TensorRT workspace limit, MiB")] = None,
+    timing_cache: Annotated[Path | None, typer.Option(help="jetson: TensorRT timing cache file (read and updated)")
+                            ] = None,
+    opt_batch: Annotated[int | None, typer.Option(help="jetson: batch the engine is tuned for (default 1)")] = None,
+    max_batch: Annotated[int | None, typer.Option(help="jetson: largest batch (default 8; DLA: --opt-batch)")] = None,
+    implicit_int8: Annotated[bool, typer.Option(
+        "--implicit-int8", help="jetson, TensorRT 8.x: calibrate the float ONNX in TensorRT (entropy calibrator)")
+    ] = False,
+    calib_cache: Annotated[Path | None, typer.Option(help="jetson: --implicit-int8 cache (default ENGINE.calib)")
+                           ] = None,
+    bundle: Annotated[Path | None, typer.Option(
+        help="jetson: write a folder that builds the engine on the Jetson (ONNX, metadata, build.sh) instead")] = None,
+    deepstream: Annotated[bool, typer.Option("--deepstream", help="jetson: also a DeepStream nvinfer config, "
+                                                                  "labels and grey-input engine")] = False,
+) -> None:
+    """Device engine: OpenVINO IR (intel) or TensorRT engine + sidecar (jetson), or a bundle to build on the Jetson."""
+    from edge_fer.build import DEFAULT_PRECISION, check_target_options
+
+    check_target_options(target, {
+        "--device": device, "--hint": hint, "--threads": threads, "--cache-dir": cache_dir, "--dla-core": dla_core,
+        "--gpu-fallback": gpu_fallback, "--workspace": workspace, "--timing-cache": timing_cache,
+        "--opt-batch": opt_batch, "--max-batch": max_batch, "--implicit-int8": implicit_int8,
+        "--calib-cache": calib_cache, "--bundle": bundle, "--deepstream": deepstream})
+    precision = precision or DEFAULT_PRECISION[target]
+    with console.status(f"building for {target}") as status:
+        def log(msg: str) -> None:
+            status.update(msg)
+
+        if target == "intel":
+            from edge_fer.build import build_intel
+
+            if output is None:
+                raise EdgeFerError("--target intel: give the output folder with -o DIR")
+            report = build_intel(model, output, precision, device or "CPU", hint or "LATENCY", threads, cache_dir,
+                                 calib, size, seed, log)
+        else:
+            from edge_fer.build import build_jetson
+            from edge_fer.build_tensorrt import EngineSettings
+
+            settings = EngineSettings(precision, dla_core, gpu_fallback, workspace,
+                                      str(timing_cache) if timing_cache else None, opt_batch or 1, max_batch,
+                                      implicit_int8, str(calib_cache) if calib_cache else None)
+            report = build_jetson(model, output, settings, calib, size, seed, bundle, deepstream, log)
+    def say(msg: str) -> None:
+        console.print(msg, highlight=False, soft_wrap=True)
+
+    if target == "intel":
+        say(f"wrote {report['output']}/ ({', '.join(report['files'])}): {report['device']} "
+            f"{report['requested_precision']} requested, computes in "
+            f"{report.get('actual_precision', 'n/a (not compiled here)')}; {report['performance_hint']}, "
+            f"{report.get('streams', '?')} stream(s), {report.get('threads', '?')} thread(s)")
+        for note in (report.get("warning"), report.get("note")):
+            if note:
+                say(f"[yellow]warning:[/] {note}")
+    elif "bundle" in report:
+        say(f"wrote bundle {report['bundle']}/ ({', '.join(report['files'])}); copy it to the Jetson and run "
+            "build.sh there")
+    else:
+        say(f"wrote {report['engine']} + {Path(report['sidecar']).name} (TensorRT {report['tensorrt_version']}, "
+            f"{report['precision']}, layers {report['layers']})")
 
 
 @app.command()

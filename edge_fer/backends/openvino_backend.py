@@ -21,6 +21,14 @@ from edge_fer.errors import EdgeFerError
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
 
 
+def reported(compiled: ov.CompiledModel, name: str):
+    """A compiled-model property, or None where the device does not report it (AUTO reports few)."""
+    try:
+        return compiled.get_property(name)
+    except RuntimeError:
+        return None
+
+
 def rt_info_strings(model: ov.Model) -> dict[str, str]:
     """The edge_fer.* entries of a model's rt_info as plain strings."""
     out = {}
@@ -63,12 +71,15 @@ class OpenVinoRunner:
         except Exception as e:
             raise EdgeFerError(f"{path}: cannot compile for {device} at {requested} "
                                f"({str(e).splitlines()[0]})") from e
-        prop = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: "f32", "bf16", ...
-        actual = prop.to_string() if hasattr(prop, "to_string") else str(prop)
+        prop = reported(compiled, "INFERENCE_PRECISION_HINT")  # an ov.Type: "f32", "bf16", ...
+        actual = "unreported" if prop is None else prop.to_string() if hasattr(prop, "to_string") else str(prop)
         settings = {"device": device, "performance_hint": hint, "inference_precision": actual,
-                    "weights": weights, "threads": compiled.get_property("INFERENCE_NUM_THREADS"),
-                    "streams": compiled.get_property("NUM_STREAMS"), "cache_dir": cache_dir or ""}
-        label = "int8" if weights == "int8" else {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}.get(actual, actual)
+                    "weights": weights, "threads": reported(compiled, "INFERENCE_NUM_THREADS"),
+                    "streams": reported(compiled, "NUM_STREAMS"), "cache_dir": cache_dir or "",
+                    "execution_devices": reported(compiled, "EXECUTION_DEVICES")}
+        # where the device does not say (AUTO), the label is the request and inference_precision says "unreported"
+        names = {"f32": "fp32", "f16": "fp16", "bf16": "bf16", "unreported": requested}
+        label = "int8" if weights == "int8" else names.get(actual, actual)
         return cls(compiled, info, label, settings=settings)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:

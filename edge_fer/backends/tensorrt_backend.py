@@ -1,0 +1,183 @@
+"""TensorRT backend: a serialized engine (``.engine``) plus its ``.engine.json`` sidecar, run with pycuda.
+
+A TensorRT plan only runs on the GPU model and TensorRT version that built it, and
+it carries no edge-fer metadata; both facts live in the sidecar written by
+``edge-fer build --target jetson``.  The sidecar is checked *before* deserialising,
+so a copied engine fails with "rebuild it" instead of TensorRT's generic refusal.
+
+TensorRT and pycuda are imported lazily (they exist only on the Jetson).  I/O uses
+the name-based tensor API (TensorRT >= 8.5): one page-locked host buffer and one
+device buffer per tensor, sized for the profile's largest batch, and
+``execute_async_v3`` on a CUDA stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_fer.artifact import ModelInfo
+from edge_fer.errors import EdgeFerError
+
+SIDECAR_SUFFIX = ".json"
+MIN_VERSION = (8, 5)  # name-based I/O tensor API (num_io_tensors, set_tensor_address, execute_async_v3)
+MAX_MAJOR = 10  # TensorRT 11 removed the FP16/INT8 builder flags and DLA
+
+
+def sidecar_path(engine: Path | str) -> Path:
+    """``model.engine`` -> ``model.engine.json``: the engine file itself stays a plain TensorRT plan."""
+    return Path(f"{engine}{SIDECAR_SUFFIX}")
+
+
+def import_tensorrt(where: str):
+    """The ``tensorrt`` module, or a one-line error saying what to do (``where`` names the caller's way out)."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise EdgeFerError(f"TensorRT is not installed here (on a Jetson it comes with JetPack, or pip install "
+                           f"'edge-fer[jetson]'); {where}") from None
+    version = tuple(int(p) if p.isdigit() else 0 for p in (*trt.__version__.split(".")[:2], "0"))[:2]
+    if version < MIN_VERSION or version[0] > MAX_MAJOR:
+        raise EdgeFerError(f"TensorRT {trt.__version__}: edge-fer supports TensorRT 8.5 to 10.x")
+    return trt
+
+
+def import_pycuda():
+    """``pycuda.driver`` with a CUDA context made current (``pycuda.autoinit``), or a one-line error."""
+    try:
+        import pycuda.autoinit  # noqa: F401  (creates and activates a context on GPU 0)
+        import pycuda.driver as cuda
+    except ImportError:
+        raise EdgeFerError("pycuda is not installed: pip install 'edge-fer[jetson]' on the Jetson "
+                           "(edge-fer allocates TensorRT's input/output buffers with pycuda)") from None
+    return cuda
+
+
+def gpu_facts(cuda) -> dict[str, str]:
+    """Name and compute capability of GPU 0: an engine is only valid on the GPU it was built for."""
+    device = cuda.Device(0)
+    major, minor = device.compute_capability()
+    return {"gpu": str(device.name()), "compute_capability": f"{major}.{minor}"}
+
+
+def read_sidecar(engine: Path) -> dict:
+    path = sidecar_path(engine)
+    if not path.is_file():
+        raise EdgeFerError(f"{engine}: no sidecar {path.name} next to it (classes, preprocessing, build facts); "
+                           "build engines with edge-fer build --target jetson, or keep the .json with the engine")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as e:
+        raise EdgeFerError(f"{path}: not valid JSON ({e}); rebuild with edge-fer build --target jetson") from e
+    if not isinstance(data, dict) or not isinstance(data.get("metadata"), dict):
+        raise EdgeFerError(f"{path}: not an edge-fer engine sidecar (no metadata); rebuild with edge-fer build")
+    return data
+
+
+def check_compatible(engine: Path, built: dict, here: dict[str, str]) -> None:
+    """Refuse an engine built with another TensorRT version or on another GPU (facts the sidecar lacks are skipped)."""
+    labels = {"tensorrt_version": "TensorRT", "gpu": "GPU", "compute_capability": "compute capability"}
+    diffs = [f"{label} {built[key]} (here: {here[key]})" for key, label in labels.items()
+             if built.get(key) and here.get(key) and str(built[key]) != str(here[key])]
+    if diffs:
+        raise EdgeFerError(f"{engine}: built for {', '.join(diffs)}; a TensorRT engine only runs on the GPU and "
+                           "TensorRT version that built it: rebuild it on this machine with edge-fer build "
+                           "--target jetson (or the bundle's build.sh)")
+
+
+@dataclass
+class TensorRTRunner:
+    """Runs a TensorRT engine on GPU 0; batches above the profile maximum are split, below a fixed minimum padded."""
+
+    engine: object
+    context: object
+    cuda: object
+    stream: object
+    input_name: str
+    output_name: str
+    host: dict[str, np.ndarray]
+    device: dict[str, object]
+    min_batch: int
+    max_batch: int
+    info: ModelInfo
+    precision: str
+    backend: str = "tensorrt"
+    settings: dict = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, path: Path | str) -> TensorRTRunner:
+        path = Path(path)
+        built = read_sidecar(path)
+        if built.get("variant") == "deepstream":
+            raise EdgeFerError(f"{path}: this is the DeepStream variant (grey 1-channel input, softmax output) for "
+                               "nvinfer; run the main engine next to it instead")
+        trt = import_tensorrt("run the engine on the Jetson that built it")
+        cuda = import_pycuda()
+        here = {"tensorrt_version": trt.__version__, **gpu_facts(cuda)}
+        check_compatible(path, built, here)
+        data = path.read_bytes()
+        if built.get("engine_sha256") and hashlib.sha256(data).hexdigest() != built["engine_sha256"]:
+            raise EdgeFerError(f"{path}: the engine does not match its sidecar (sha256 differs); it was replaced "
+                               "after the build: rebuild with edge-fer build --target jetson")
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        dla = built.get("dla") or {}
+        if dla:
+            runtime.DLA_core = int(dla["core"])
+        engine = runtime.deserialize_cuda_engine(data)
+        if engine is None:
+            raise EdgeFerError(f"{path}: TensorRT {trt.__version__} cannot deserialize it (see its log above); "
+                               "rebuild it on this machine with edge-fer build --target jetson")
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if n not in inputs]
+        if len(inputs) != 1 or not outputs:
+            raise EdgeFerError(f"{path}: expected one input and a logits output, found inputs {inputs}, "
+                               f"outputs {outputs}")
+        input_name = inputs[0]
+        output_name = "logits" if "logits" in outputs else outputs[0]
+        shape = tuple(engine.get_tensor_shape(input_name))
+        if shape[0] == -1:
+            low, _, high = (tuple(s) for s in engine.get_tensor_profile_shape(input_name, 0))
+            min_batch, max_batch = low[0], high[0]
+        else:
+            min_batch = max_batch = shape[0]
+        context = engine.create_execution_context()
+        host: dict[str, np.ndarray] = {}
+        device: dict[str, object] = {}
+        for name in names:
+            dims = tuple(engine.get_tensor_shape(name))
+            host[name] = cuda.pagelocked_empty((max_batch, *dims[1:]), trt.nptype(engine.get_tensor_dtype(name)))
+            device[name] = cuda.mem_alloc(host[name].nbytes)
+            if not context.set_tensor_address(name, int(device[name])):
+                raise EdgeFerError(f"{path}: TensorRT rejected the buffer address of tensor {name!r}")
+        info = ModelInfo.from_strings(built["metadata"], str(sidecar_path(path)))
+        settings = {"tensorrt_version": trt.__version__, **here, "dla": dla or None,
+                    "batch_range": [min_batch, max_batch], "layer_precisions": built.get("layers", {}).get("summary")}
+        return cls(engine, context, cuda, cuda.Stream(), input_name, output_name, host, device, min_batch,
+                   max_batch, info, str(built.get("precision", "")), settings=settings)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        want = self.host[self.input_name].shape[1:]
+        if tuple(batch.shape[1:]) != want:
+            dims = ", ".join(map(str, want))
+            raise EdgeFerError(f"input batch shape {tuple(batch.shape)}: this engine takes (N, {dims})")
+        return np.concatenate([self._run(batch[i:i + self.max_batch]) for i in range(0, len(batch), self.max_batch)])
+
+    def _run(self, chunk: np.ndarray) -> np.ndarray:
+        cuda, n = self.cuda, len(chunk)
+        rows = max(n, self.min_batch)  # fixed-batch (DLA) engines: pad with zeros, drop the padding after
+        host_in, host_out = self.host[self.input_name], self.host[self.output_name]
+        host_in[:n] = chunk
+        host_in[n:rows] = 0
+        if not self.context.set_input_shape(self.input_name, (rows, *host_in.shape[1:])):
+            raise EdgeFerError(f"batch {rows} is outside the engine's profile ({self.min_batch}..{self.max_batch})")
+        cuda.memcpy_htod_async(self.device[self.input_name], host_in[:rows], self.stream)
+        if not self.context.execute_async_v3(self.stream.handle):
+            raise EdgeFerError("TensorRT execution failed (see its log above)")
+        cuda.memcpy_dtoh_async(host_out[:rows], self.device[self.output_name], self.stream)
+        self.stream.synchronize()
+        return host_out[:n].astype(np.float32, copy=True)

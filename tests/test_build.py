@@ -1,0 +1,483 @@
+"""edge-fer build: OpenVINO IR (real OpenVINO), TensorRT engines (a faithful fake), Jetson bundle, DeepStream config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import fake_tensorrt  # tests/ is on sys.path (pytest rootdir-relative import)
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from edge_fer.backends import open_runner
+from edge_fer.build import build_intel, build_jetson, check_intel_precision, check_target_options
+from edge_fer.build_tensorrt import EngineSettings, check_jetson_precision, l4t_release
+from edge_fer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edge_fer.cli import app
+from edge_fer.data.faces import embedded_faces
+from edge_fer.data.preprocessing import Preprocessing, preprocess
+from edge_fer.errors import EdgeFerError
+from edge_fer.export import export_checkpoint
+from edge_fer.model import FERNet, FERNetConfig
+from edge_fer.quantize import check_tensorrt_qdq, quantize
+
+CLASSES = ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def faces() -> list[np.ndarray]:
+    return embedded_faces()
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory, faces) -> Path:
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny")
+    save_checkpoint(Checkpoint(FERNet(FERNetConfig(num_classes=8, img_size=64, width=0.25)), CLASSES,
+                               Preprocessing(64)), folder / "ckpt")
+    export_checkpoint(load_checkpoint(folder / "ckpt"), folder / "model.onnx", faces[:16])
+    return folder / "model.onnx"
+
+
+@pytest.fixture(scope="module")
+def jetson_qdq(tiny_onnx, faces) -> Path:
+    out = tiny_onnx.with_name("model.jetson.onnx")
+    quantize(tiny_onnx, out, faces[:40], target="jetson")
+    return out
+
+
+@pytest.fixture()
+def trt(monkeypatch):
+    yield fake_tensorrt.install(monkeypatch)
+    fake_tensorrt.uninstall()
+
+
+def ort_logits(path: Path, batch: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"images": batch})[0]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_invalid_target_precision_pairs_list_the_valid_ones():
+    with pytest.raises(EdgeFerError, match="valid precisions there are fp16, int8"):
+        check_jetson_precision("fp32")
+    with pytest.raises(EdgeFerError, match="not available on GPU: valid precisions there are fp32, fp16, int8"):
+        check_intel_precision("gpu", "bf16")
+    with pytest.raises(EdgeFerError, match="valid precisions there are fp16, int8"):
+        check_intel_precision("NPU", "fp32")
+    with pytest.raises(EdgeFerError, match="use one of CPU, GPU, NPU, AUTO"):
+        check_intel_precision("TPU", "fp32")
+    with pytest.raises(EdgeFerError, match="use one of intel, jetson"):
+        check_target_options("arm", {})
+    with pytest.raises(EdgeFerError, match="--dla-core, --deepstream: not an option for --target intel"):
+        check_target_options("intel", {"--dla-core": 0, "--deepstream": True, "--gpu-fallback": False})
+    with pytest.raises(EdgeFerError, match="--gpu-fallback only applies with --dla-core"):
+        EngineSettings("fp16", gpu_fallback=True)
+    with pytest.raises(EdgeFerError, match="DLA engines take one fixed batch"):
+        EngineSettings("fp16", dla_core=0, opt_batch=1, max_batch=4)
+    assert EngineSettings("int8", dla_core=0, opt_batch=4).profile == (4, 4, 4)
+    assert EngineSettings("fp16", opt_batch=2).profile == (1, 2, 8)
+
+
+def test_cli_errors_are_one_line(tiny_onnx, tmp_path):
+    for args in (["--target", "jetson", "--precision", "fp32", "-o", str(tmp_path / "m.engine")],
+                 ["--target", "intel", "--precision", "int8", "--device", "NPU", "--hint", "FAST",
+                  "-o", str(tmp_path / "ir")],
+                 ["--target", "intel", "-o", str(tmp_path / "missing" / "ir")],
+                 ["--target", "intel", "--dla-core", "0", "-o", str(tmp_path / "ir")]):
+        result = CliRunner().invoke(app, ["build", str(tiny_onnx), *args])
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert not (tmp_path / "missing").exists() and list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- intel (real OpenVINO)
+
+
+def test_intel_fp32_ir_is_fp32_with_metadata_and_report(tiny_onnx, tmp_path, faces):
+    import openvino as ov
+
+    from edge_fer.backends.openvino_backend import rt_info_strings
+
+    result = CliRunner().invoke(app, ["build", str(tiny_onnx), "--target", "intel", "--precision", "fp32",
+                                      "-o", str(tmp_path / "ir")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "ir").iterdir()) == ["build.json", "model.bin", "model.xml"]
+    assert leftovers(tmp_path) == []
+    model = ov.Core().read_model(str(tmp_path / "ir" / "model.xml"))
+    weights = {op.get_element_type().get_type_name() for op in model.get_ops() if op.get_type_name() == "Constant"
+               and op.get_output_partial_shape(0).rank.get_length() == 4}
+    assert weights == {"f32"}  # compress_to_fp16 off: the conv weights are really fp32
+    props = rt_info_strings(model)
+    source = {p.key: p.value for p in onnx.load(str(tiny_onnx)).metadata_props}
+    for key in ("edge_fer.classes", "edge_fer.preprocessing", "edge_fer.source_sha256"):
+        assert props[key] == source[key]
+    assert props["edge_fer.source_onnx_sha256"] == sha256(tiny_onnx) and props["edge_fer.precision"] == "fp32"
+    report = json.loads((tmp_path / "ir" / "build.json").read_text())
+    assert report["requested_precision"] == "fp32" and report["actual_precision"] == "fp32"
+    assert report["inference_precision"] == "f32" and report["performance_hint"] == "LATENCY"
+    assert isinstance(report["streams"], int) and isinstance(report["threads"], int)
+    assert report["source_onnx_sha256"] == sha256(tiny_onnx) and report["compiled"] is True
+    assert report["check_vs_onnx"]["max_abs_logit_diff"] < 1e-3 and report["check_vs_onnx"]["top1_agreement"] == 1.0
+    runner = open_runner(tmp_path / "ir" / "model.xml")
+    assert runner.precision == "fp32" and runner.info.classes == CLASSES
+    batch = preprocess(faces[:3], runner.info.preprocessing)
+    np.testing.assert_allclose(runner(batch), ort_logits(tiny_onnx, batch), atol=1e-3)
+
+
+def test_intel_bf16_records_what_the_cpu_really_computes(tiny_onnx, tmp_path):
+    cache = tmp_path / "ov-cache"
+    report = build_intel(tiny_onnx, tmp_path / "ir", "bf16", hint="throughput", threads=1, cache_dir=cache)
+    names = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
+    assert report["actual_precision"] == names[report["inference_precision"]]  # read back, not assumed
+    # only CPUs with AVX-512 BF16 / AMX honour bf16; elsewhere OpenVINO runs fp32 and the report says so
+    assert ("warning" in report) == (report["actual_precision"] != "bf16")
+    assert report["performance_hint"] == "THROUGHPUT" and report["threads"] == 1
+    assert any(cache.iterdir())  # the compiled-model cache was warmed by the build
+    saved = json.loads((tmp_path / "ir" / "build.json").read_text())
+    assert saved["requested_precision"] == "bf16" and saved["actual_precision"] == report["actual_precision"]
+
+
+def test_intel_auto_device_reports_the_request_and_execution_devices(tiny_onnx, tmp_path):
+    report = build_intel(tiny_onnx, tmp_path / "ir", "fp32", device="auto")
+    assert report["device"] == "AUTO" and report["inference_precision"] == "unreported"
+    assert report["actual_precision"] == "fp32" and report["execution_devices"]
+
+
+def test_intel_int8_comes_from_nncf_with_provenance(tiny_onnx, tmp_path):
+    import openvino as ov
+
+    from edge_fer.backends.openvino_backend import rt_info_strings
+
+    report = build_intel(tiny_onnx, tmp_path / "ir", "int8")
+    files = sorted(p.name for p in (tmp_path / "ir").iterdir())
+    assert files == ["build.json", "model.bin", "model.xml", "quantize.json"] and leftovers(tmp_path) == []
+    model = ov.Core().read_model(str(tmp_path / "ir" / "model.xml"))
+    assert any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+    props = rt_info_strings(model)
+    assert props["edge_fer.precision"] == "int8" and props["edge_fer.source_onnx_sha256"] == sha256(tiny_onnx)
+    assert report["actual_precision"] == "int8" and report["calibration"]["kind"] == "embedded"
+    assert json.loads((tmp_path / "ir" / "quantize.json").read_text())["target"] == "intel"
+
+
+def test_intel_from_checkpoint_replaces_a_previous_build(tiny_checkpoint, tmp_path):
+    out = tmp_path / "ir"
+    out.mkdir()
+    (out / "quantize.json").write_text("{}")  # from an earlier int8 build: must not survive an fp32 one
+    (out / "notes.txt").write_text("mine")
+    report = build_intel(tiny_checkpoint, out, "fp32")
+    assert sorted(p.name for p in out.iterdir()) == ["build.json", "model.bin", "model.xml", "notes.txt"]
+    assert report["source"] == str(tiny_checkpoint) and report["check_vs_onnx"]["top1_agreement"] == 1.0
+
+
+def test_intel_device_absent_here_still_writes_the_ir(tiny_onnx, tmp_path):
+    import openvino as ov
+
+    if any(d.startswith("NPU") for d in ov.Core().available_devices):
+        pytest.skip("this machine has an NPU")
+    report = build_intel(tiny_onnx, tmp_path / "ir", "fp16", device="NPU")
+    assert report["compiled"] is False and "NPU is not present" in report["note"]
+    assert (tmp_path / "ir" / "model.xml").is_file()
+
+
+def test_intel_rejects_bad_outputs_and_quantized_input(tiny_onnx, jetson_qdq, tmp_path):
+    with pytest.raises(EdgeFerError, match="does not exist"):
+        build_intel(tiny_onnx, tmp_path / "no" / "ir")
+    with pytest.raises(EdgeFerError, match="writes a folder"):
+        build_intel(tiny_onnx, tmp_path / "model.xml")
+    with pytest.raises(EdgeFerError, match="already quantized"):
+        build_intel(jetson_qdq, tmp_path / "ir")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- jetson (fake TensorRT)
+
+
+def test_fp16_engine_sidecar_and_dynamic_batch(trt, tiny_onnx, tmp_path, faces):
+    engine = tmp_path / "model.engine"
+    cache = tmp_path / "timing.cache"
+    settings = EngineSettings("fp16", workspace_mb=256, timing_cache=str(cache), opt_batch=2, max_batch=4)
+    report = build_jetson(tiny_onnx, engine, settings)
+    build = trt.builds[-1]
+    assert build["flags"] == ["FP16"] and build["device_type"] == "GPU" and build["workspace"] == 256 << 20
+    assert build["profile"] == {"min": [1, 3, 64, 64], "opt": [2, 3, 64, 64], "max": [4, 3, 64, 64]}
+    assert build["verbosity"] == "DETAILED" and build["timing_cache"] and cache.is_file()
+    side = json.loads((tmp_path / "model.engine.json").read_text())
+    assert side["tensorrt_version"] == "10.3.0" and side["gpu"] == "Orin" and side["compute_capability"] == "8.7"
+    assert side["precision"] == "fp16" and side["dla"] is None and side["int8_mode"] is None
+    assert side["batch"] == {"min": 1, "opt": 2, "max": 4} and side["input"]["name"] == "images"
+    assert side["source_onnx_sha256"] == sha256(tiny_onnx) and side["engine_sha256"] == sha256(engine)
+    assert side["metadata"]["edge_fer.precision"] == "fp16"
+    assert json.loads(side["metadata"]["edge_fer.classes"]) == CLASSES
+    assert side["layers"]["summary"] == {"FP16": len(side["layers"]["layers"])} and report["layers"]["FP16"] > 0
+    assert engine.read_bytes().startswith(fake_tensorrt.MAGIC)  # the plan as TensorRT wrote it, no edge-fer header
+    runner = open_runner(engine)
+    assert runner.backend == "tensorrt" and runner.precision == "fp16" and runner.info.classes == CLASSES
+    for n in (1, 3, 6):  # 6 > max batch 4: split into 4 + 2
+        batch = preprocess(faces[:n], runner.info.preprocessing)
+        got, want = runner(batch), ort_logits(tiny_onnx, batch)
+        assert got.shape == (n, 8)
+        np.testing.assert_allclose(got, want, atol=0.05)  # fp16 rounding of the cosine-scaled logits
+        assert (got.argmax(1) == want.argmax(1)).all()
+    # a second build reads the timing cache it updated
+    build_jetson(tiny_onnx, tmp_path / "again.engine", settings)
+    assert json.loads(cache.read_bytes())
+
+
+def test_int8_from_qdq_is_explicit_quantization(trt, jetson_qdq, tmp_path, faces):
+    engine = tmp_path / "int8.engine"
+    build_jetson(jetson_qdq, engine, EngineSettings("int8"))
+    build = trt.builds[-1]
+    assert build["flags"] == ["INT8"] and build["has_qdq"] and "calibration" not in build
+    side = json.loads((tmp_path / "int8.engine.json").read_text())
+    assert side["int8_mode"] == "explicit (QDQ ONNX)" and side["layers"]["summary"]["Int8"] > 0
+    runner = open_runner(engine)
+    batch = preprocess(faces[:3], runner.info.preprocessing)
+    np.testing.assert_allclose(runner(batch), ort_logits(jetson_qdq, batch), atol=1e-4)
+
+
+def test_int8_from_float_onnx_quantizes_for_tensorrt_first(trt, tiny_onnx, tmp_path):
+    build_jetson(tiny_onnx, tmp_path / "m.engine", EngineSettings("int8"))
+    assert trt.builds[-1]["flags"] == ["INT8"] and trt.builds[-1]["has_qdq"]
+    side = json.loads((tmp_path / "m.engine.json").read_text())
+    assert side["calibration"]["kind"] == "embedded" and side["source"]["onnx_sha256"] == sha256(tiny_onnx)
+
+
+
+def test_fp16_refuses_a_quantized_onnx(trt, jetson_qdq, tmp_path):
+    with pytest.raises(EdgeFerError, match="already quantized; --precision fp16"):
+        build_jetson(jetson_qdq, tmp_path / "x.engine", EngineSettings("fp16"))
+
+
+def test_dla_flags_fixed_batch_and_padding(trt, jetson_qdq, tmp_path, faces):
+    engine = tmp_path / "dla.engine"
+    build_jetson(jetson_qdq, engine, EngineSettings("int8", dla_core=1, gpu_fallback=True, opt_batch=2))
+    build = trt.builds[-1]
+    assert build["flags"] == ["FP16", "GPU_FALLBACK", "INT8"] and build["device_type"] == "DLA"
+    assert build["dla_core"] == 1 and build["profile"]["min"] == build["profile"]["max"] == [2, 3, 64, 64]
+    side = json.loads((tmp_path / "dla.engine.json").read_text())
+    assert side["dla"] == {"core": 1, "gpu_fallback": True} and side["batch"] == {"min": 2, "opt": 2, "max": 2}
+    runner = open_runner(engine)
+    for n in (1, 3):  # padded to the fixed batch 2 / split 2 + 1(padded)
+        batch = preprocess(faces[:n], runner.info.preprocessing)
+        out = runner(batch)
+        assert out.shape == (n, 8)
+        np.testing.assert_allclose(out, ort_logits(jetson_qdq, batch), atol=0.05)
+    with pytest.raises(EdgeFerError, match="has 2 DLA core"):
+        build_jetson(jetson_qdq, tmp_path / "x.engine", EngineSettings("int8", dla_core=2))
+
+
+def test_engine_from_another_gpu_or_tensorrt_says_rebuild(monkeypatch, tiny_onnx, tmp_path):
+    fake_tensorrt.install(monkeypatch)
+    engine = tmp_path / "model.engine"
+    build_jetson(tiny_onnx, engine, EngineSettings("fp16"))
+    fake_tensorrt.uninstall()
+    fake_tensorrt.install(monkeypatch, version="10.7.0")
+    with pytest.raises(EdgeFerError, match=r"TensorRT 10\.3\.0 \(here: 10\.7\.0\).*rebuild it"):
+        open_runner(engine)
+    fake_tensorrt.uninstall()
+    fake_tensorrt.install(monkeypatch, gpu="Xavier", compute_capability=(7, 2))
+    with pytest.raises(EdgeFerError, match=r"GPU Orin \(here: Xavier\).*compute capability 8\.7.*rebuild"):
+        open_runner(engine)
+    fake_tensorrt.uninstall()
+    fake_tensorrt.install(monkeypatch)
+    engine.write_bytes(engine.read_bytes() + b"x")
+    with pytest.raises(EdgeFerError, match="does not match its sidecar"):
+        open_runner(engine)
+    (tmp_path / "model.engine.json").unlink()
+    with pytest.raises(EdgeFerError, match="no sidecar"):
+        open_runner(engine)
+    fake_tensorrt.uninstall()
+
+
+def test_missing_tensorrt_or_pycuda_is_one_clear_line(monkeypatch, tiny_onnx, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    result = CliRunner().invoke(app, ["build", str(tiny_onnx), "--target", "jetson", "-o", str(tmp_path / "m.engine")])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and "TensorRT is not installed" in lines[0]
+    assert "--bundle" in lines[0] and list(tmp_path.iterdir()) == []
+    fake_tensorrt.install(monkeypatch, pycuda=False)
+    build_jetson(tiny_onnx, tmp_path / "m.engine", EngineSettings("fp16"))  # building needs no pycuda
+    assert json.loads((tmp_path / "m.engine.json").read_text())["gpu"] == ""
+    with pytest.raises(EdgeFerError, match="pycuda is not installed"):
+        open_runner(tmp_path / "m.engine")
+
+
+def test_tensorrt8_explicit_batch_and_implicit_int8_calibrator(monkeypatch, tiny_onnx, tmp_path, faces):
+    trt = fake_tensorrt.install(monkeypatch, version="8.6.1")
+    engine = tmp_path / "m.engine"
+    build_jetson(tiny_onnx, engine, EngineSettings("int8", implicit_int8=True))
+    build = trt.builds[-1]
+    assert build["explicit_batch"] and build["flags"] == ["INT8"] and not build["has_qdq"]
+    assert build["calibration"] == "calibrated" and build["calibrated_batches"] == 12  # 100 faces / 8, full only
+    cache = tmp_path / "m.engine.calib"
+    assert json.loads(cache.read_bytes())["images"] > 0
+    side = json.loads((tmp_path / "m.engine.json").read_text())
+    assert side["int8_mode"] == "implicit (IInt8EntropyCalibrator2)"
+    build_jetson(tiny_onnx, engine, EngineSettings("int8", implicit_int8=True))
+    assert trt.builds[-1]["calibration"] == "from cache"
+    runner = open_runner(engine)
+    batch = preprocess(faces[:2], runner.info.preprocessing)
+    np.testing.assert_allclose(runner(batch), ort_logits(tiny_onnx, batch), atol=1e-4)  # fake runs the float graph
+    fake_tensorrt.uninstall()
+    fake_tensorrt.install(monkeypatch, version="10.3.0")
+    with pytest.raises(EdgeFerError, match=r"deprecated in TensorRT 10\.3\.0"):
+        build_jetson(tiny_onnx, tmp_path / "x.engine", EngineSettings("int8", implicit_int8=True))
+    fake_tensorrt.uninstall()
+
+
+def test_static_batch_onnx_needs_matching_profile(trt, tiny_onnx, tmp_path):
+    proto = onnx.load(str(tiny_onnx))
+    for value in (*proto.graph.input, *proto.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = 1
+    static = tmp_path / "static.onnx"
+    onnx.save_model(proto, str(static))
+    with pytest.raises(EdgeFerError, match="static batch 1"):
+        build_jetson(static, tmp_path / "m.engine", EngineSettings("fp16"))
+    build_jetson(static, tmp_path / "m.engine", EngineSettings("fp16", max_batch=1))
+    assert trt.builds[-1]["profile"] is None
+    assert open_runner(tmp_path / "m.engine").max_batch == 1
+
+
+def test_output_checks_leave_nothing_behind(trt, tiny_onnx, tmp_path):
+    with pytest.raises(EdgeFerError, match="does not exist"):
+        build_jetson(tiny_onnx, tmp_path / "no" / "m.engine", EngineSettings())
+    with pytest.raises(EdgeFerError, match=r"ends in \.engine"):
+        build_jetson(tiny_onnx, tmp_path / "m.onnx", EngineSettings())
+    with pytest.raises(EdgeFerError, match="not both"):
+        build_jetson(tiny_onnx, tmp_path / "m.engine", EngineSettings(), bundle=tmp_path / "b")
+    with pytest.raises(EdgeFerError, match="cannot parse"):
+        bad = tmp_path / "bad.onnx"
+        proto = onnx.load(str(tiny_onnx))
+        proto.graph.node[0].op_type = "NotAnOp"
+        onnx.save_model(proto, str(bad))
+        build_jetson(bad, tmp_path / "m.engine", EngineSettings())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx"]
+
+
+def test_l4t_release_is_read_when_present(tmp_path):
+    release = tmp_path / "nv_tegra_release"
+    release.write_text("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: x\n")
+    assert l4t_release(release) == "R35.4.1"
+    assert l4t_release(tmp_path / "absent") == ""
+
+
+# ----------------------------------------------------------------------------- bundle and DeepStream
+
+
+def nvinfer_properties(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and line[0] != "#")
+
+
+@pytest.fixture()
+def calib_folder(tmp_path, faces) -> Path:
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for i, face in enumerate(faces[:40]):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), face)
+    return folder
+
+
+def test_bundle_int8_with_deepstream(monkeypatch, tiny_onnx, tmp_path, calib_folder, faces):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # the bundle needs no TensorRT
+    bundle = tmp_path / "bundle"
+    settings = EngineSettings("int8", workspace_mb=512, opt_batch=2, max_batch=16)
+    report = build_jetson(tiny_onnx, None, settings, calib=str(calib_folder), size=40, bundle=bundle, deepstream=True)
+    assert report["files"] == sorted(p.name for p in bundle.iterdir()) == [
+        "README.md", "build.sh", "calibration.txt", "metadata.json", "model.deepstream.onnx", "model.labels.txt",
+        "model.nvinfer.txt", "model.onnx", "quantize.json"]
+    assert leftovers(tmp_path) == [] and os.access(bundle / "build.sh", os.X_OK)
+    qdq = onnx.load(str(bundle / "model.onnx"))
+    assert any(n.op_type == "QuantizeLinear" for n in qdq.graph.node) and check_tensorrt_qdq(qdq) == []
+    meta = json.loads((bundle / "metadata.json").read_text())
+    assert meta["source_onnx_sha256"] == sha256(bundle / "model.onnx") and meta["precision"] == "int8"
+    assert json.loads(meta["metadata"]["edge_fer.classes"]) == CLASSES
+    assert meta["batch"] == {"min": 1, "opt": 2, "max": 16}
+    assert (bundle / "calibration.txt").read_text().startswith("# edge-fer calibration manifest")
+    script = (bundle / "build.sh").read_text()
+    for flag in ("--int8", "--minShapes=images:1x3x64x64", "--optShapes=images:2x3x64x64",
+                 "--maxShapes=images:16x3x64x64", "--memPoolSize=workspace:512", "--saveEngine=model.engine",
+                 "--minShapes=images:1x1x64x64", "edge-fer build model.onnx --target jetson --precision int8"):
+        assert flag in script
+    subprocess.run(["bash", "-n", str(bundle / "build.sh")], check=True)
+    if shutil.which("shellcheck"):
+        subprocess.run(["shellcheck", str(bundle / "build.sh")], check=True)
+    # build.sh with trtexec only (no edge-fer on PATH): runs the flags and leaves a sidecar for edge-fer predict
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "trtexec").write_text('#!/bin/bash\necho "$@" >> trtexec.log\nfor a in "$@"; do case $a in '
+                                   '--saveEngine=*) echo plan > "${a#--saveEngine=}";; esac; done\n')
+    (tools / "trtexec").chmod(0o755)
+    env = {"PATH": f"{tools}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    subprocess.run(["bash", str(bundle / "build.sh")], check=True, env=env, capture_output=True)
+    runs = (bundle / "trtexec.log").read_text().splitlines()
+    assert len(runs) == 2 and "--onnx=model.deepstream.onnx" in runs[1]
+    assert json.loads((bundle / "model.engine.json").read_text())["metadata"] == meta["metadata"]
+    with pytest.raises(EdgeFerError, match="not an empty folder"):
+        build_jetson(tiny_onnx, None, EngineSettings("fp16"), bundle=bundle)
+
+
+def test_fp16_bundle_from_the_cli(monkeypatch, tiny_onnx, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    result = CliRunner().invoke(app, ["build", str(tiny_onnx), "--target", "jetson", "--dla-core", "0",
+                                      "--gpu-fallback", "--bundle", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert "copy it to the Jetson and run build.sh" in result.output
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["README.md", "build.sh", "metadata.json",
+                                                                  "model.onnx"]
+    assert "quantize.json" not in (tmp_path / "b" / "README.md").read_text()
+    script = (tmp_path / "b" / "build.sh").read_text()
+    assert "--fp16 --useDLACore=0 --allowGPUFallback --minShapes=images:1x3x64x64" in script
+    assert "--dla-core 0 --gpu-fallback" in script
+    subprocess.run(["bash", "-n", str(tmp_path / "b" / "build.sh")], check=True)
+
+
+def test_deepstream_config_reproduces_preprocessing(trt, tiny_onnx, tmp_path, faces):
+    engine = tmp_path / "fer.engine"
+    build_jetson(tiny_onnx, engine, EngineSettings("fp16", max_batch=4), deepstream=True)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["fer.deepstream.engine", "fer.deepstream.engine.json", "fer.deepstream.onnx", "fer.engine",
+                     "fer.engine.json", "fer.labels.txt", "fer.nvinfer.txt"]
+    assert trt.builds[-1]["profile"]["max"] == [4, 1, 64, 64]  # the grey-input engine, built second
+    props = nvinfer_properties(tmp_path / "fer.nvinfer.txt")
+    assert props["network-type"] == "1" and props["process-mode"] == "2" and props["model-color-format"] == "2"
+    assert props["infer-dims"] == "1;64;64" and props["network-mode"] == "2" and props["batch-size"] == "4"
+    assert props["operate-on-gie-id"] == "1" and props["output-blob-names"] == "probs"
+    assert props["model-engine-file"] == "fer.deepstream.engine" and props["onnx-file"] == "fer.deepstream.onnx"
+    assert (tmp_path / props["labelfile-path"]).read_text() == ";".join(CLASSES) + "\n"
+    assert float(props["classifier-threshold"]) == 0.0
+    # nvinfer's y = net-scale-factor * (x - offset) on every grey level equals preprocess()
+    spec = Preprocessing(64)
+    scale, offset = float(props["net-scale-factor"]), float(props["offsets"])
+    pixels = np.arange(256, dtype=np.uint8).repeat(16).reshape(64, 64)
+    np.testing.assert_allclose(scale * (pixels.astype(np.float64) - offset), preprocess([pixels], spec)[0, 0],
+                               atol=1e-6)
+    # the grey-input, softmax-output model is the exported model on replicated grey, then softmax
+    batch = preprocess(faces[:4], spec)
+    session = ort.InferenceSession(str(tmp_path / "fer.deepstream.onnx"), providers=["CPUExecutionProvider"])
+    probs = session.run(["probs"], {"images": np.ascontiguousarray(batch[:, :1])})[0]
+    logits = ort_logits(tiny_onnx, batch)
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(probs, expected / expected.sum(1, keepdims=True), atol=1e-5)
+    with pytest.raises(EdgeFerError, match="DeepStream variant"):
+        open_runner(tmp_path / "fer.deepstream.engine")
