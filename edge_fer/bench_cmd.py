@@ -21,11 +21,14 @@ from edge_fer.atomic import write_json, write_text
 from edge_fer.backends import open_runner
 from edge_fer.backends.base import Runner
 from edge_fer.bench import all_logits, parity, peak_rss_mb, time_interleaved, verdict
+from edge_fer.calibration import load_calibration
 from edge_fer.checkpoint import load_checkpoint, sha256_file, weights_path
 from edge_fer.data.dataset import SkipReport, load_images, scan_folder
 from edge_fer.data.faces import EMBEDDED_NAME, embedded_faces
 from edge_fer.errors import EdgeFerError
 from edge_fer.plots import plot_confusions_side_by_side
+
+CALIB_SIZE = 512  # images sampled when --calib is a folder (seed 0), as edge-fer quantize does
 
 # Which (backend, precision) rows each device benchmarks; torch fp32 is always the baseline.
 DEVICE_ROWS = {
@@ -46,11 +49,16 @@ class BenchOptions:
     min_agreement: float = 0.99
     cache: Path = Path(".edge-fer-cache")
     out: Path = Path("bench-out")
+    calib: str | None = None  # folder or manifest for INT8 calibration; None: the embedded faces
 
 
 def _artifact(cache: Path, checkpoint: Path, backend: str, precision: str, calib: list[np.ndarray],
-              log) -> Path:
-    """Build the artifact for (backend, precision) unless the cache already has it."""
+              calib_key: str, log) -> Path:
+    """Build the artifact for (backend, precision) unless the cache already has it.
+
+    INT8 artifacts are named after the calibration set too (``calib_key``), so a
+    different calibration never reuses a stale INT8 model.
+    """
     from edge_fer.build import build_intel_float
     from edge_fer.export import export_checkpoint
     from edge_fer.quantize import quantize
@@ -62,7 +70,7 @@ def _artifact(cache: Path, checkpoint: Path, backend: str, precision: str, calib
     if backend == "onnxruntime" and precision == "fp32":
         return onnx_fp32
     if backend == "onnxruntime":
-        path = cache / f"fernet-{precision}.onnx"
+        path = cache / f"fernet-{precision}-{calib_key}.onnx"
         if not path.exists():
             log(f"quantize -> ONNX {precision}")
             if precision == "int8-naive":
@@ -71,7 +79,7 @@ def _artifact(cache: Path, checkpoint: Path, backend: str, precision: str, calib
                 quantize(onnx_fp32, path, calib, target="cpu")
         return path
     if precision == "int8":
-        path = cache / "fernet-int8.xml"
+        path = cache / f"fernet-int8-{calib_key}.xml"
         if not path.exists():
             log("quantize -> OpenVINO int8 (NNCF)")
             quantize(onnx_fp32, path, calib, target="intel")
@@ -133,10 +141,13 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
         data_name = str(opts.data)
     else:
         images, skips, data_name = embedded_faces(), SkipReport(), EMBEDDED_NAME
-    calib = images[:: max(1, len(images) // 300)][:300] if opts.data is not None else images
+    # Calibrate on a separate set (never on the images accuracy is measured on).
+    calib, calib_desc = load_calibration(opts.calib, CALIB_SIZE, 0, SkipReport())
+    calib_key = (calib_desc["manifest_sha256"] or "embedded")[:12]
     runners: dict[str, Runner] = {"torch fp32": open_runner(checkpoint, threads=opts.threads)}
     for backend, precision in DEVICE_ROWS[opts.device]:
-        path = _artifact(cache, checkpoint, backend, precision, calib, lambda m: console.print(f"[dim]{m}[/]"))
+        path = _artifact(cache, checkpoint, backend, precision, calib, calib_key,
+                         lambda m: console.print(f"[dim]{m}[/]"))
         run_precision = precision if backend == "openvino" and precision != "int8" else None
         runners[f"{backend} {precision}"] = open_runner(path, precision=run_precision, threads=opts.threads)
     console.print(f"accuracy parity on {len(images)} images ({data_name})")
@@ -165,7 +176,7 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
     results = {
         "edge_fer_version": __version__, "device": opts.device, "checkpoint": str(checkpoint),
         "checkpoint_sha256": ckpt_sha, "data": data_name, "n_images": len(images),
-        "skipped_images": len(skips.skipped), "gate": {"max_drop_pt": opts.max_drop,
+        "skipped_images": len(skips.skipped), "calibration": calib_desc, "gate": {"max_drop_pt": opts.max_drop,
                                                         "min_agreement": opts.min_agreement},
         "machine": {"platform": platform.platform(), "processor": _cpu_name(), "peak_rss_mb": peak_rss_mb()},
         "rows": rows, "passed": all(r["passed"] for r in rows.values()),
@@ -209,6 +220,7 @@ def report_markdown(results: dict) -> str:
     lines = [f"# edge-fer bench: {results['device']}", "",
              f"* checkpoint `{results['checkpoint']}` (sha256 {results['checkpoint_sha256'][:16]}...)",
              f"* data: {results['data']} ({results['n_images']} images, {results['skipped_images']} skipped)",
+             f"* INT8 calibration: {results['calibration']['source']} ({results['calibration']['n_images']} images)",
              f"* machine: {results['machine']['processor']}",
              f"* gate: drop <= {results['gate']['max_drop_pt']} pt, agreement >= "
              f"{results['gate']['min_agreement']:.2%}: **{'PASS' if results['passed'] else 'FAIL'}**", "",

@@ -390,6 +390,8 @@ def bench(
         "bench-out"),
     cache: Annotated[Path, typer.Option(help="Artifact cache (keyed by checkpoint sha256)")] = Path(
         ".edge-fer-cache"),
+    calib: Annotated[str | None, typer.Option(
+        help="INT8 calibration: a folder (512 sampled, seed 0) or a manifest (default: embedded faces)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print results.json to stdout")] = False,
 ) -> None:
     """Latency and accuracy parity of every backend vs the float model; exit 1 when the gate fails."""
@@ -399,7 +401,7 @@ def bench(
         batches = tuple(int(b) for b in batch.split(","))
     except ValueError:
         raise EdgeFerError(f"--batch {batch!r}: expected comma-separated integers, e.g. 1,8") from None
-    opts = BenchOptions(device, data, batches, warmup, iters, threads, max_drop, min_agreement, cache, out)
+    opts = BenchOptions(device, data, batches, warmup, iters, threads, max_drop, min_agreement, cache, out, calib)
     results = run_bench(_checkpoint_path(checkpoint), opts, console)
     if json_out:
         import json

@@ -21,10 +21,11 @@ def _bench(ckpt: Path, tmp_path: Path, *extra: str):
 
 def test_cpu_bench_writes_results_and_a_damaged_int8_fails_the_gate(tiny_checkpoint: Path, fer_mini: Path,
                                                                      tmp_path: Path) -> None:
-    data = ["--data", str(fer_mini / "test"), "--max-drop", "100", "--min-agreement", "0"]
-    result = _bench(tiny_checkpoint, tmp_path, *data)
+    data = ["--data", str(fer_mini / "test"), "--calib", str(fer_mini / "train")]
+    result = _bench(tiny_checkpoint, tmp_path, *data, "--max-drop", "100", "--min-agreement", "0")
     assert result.exit_code == 0, result.output
     res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["calibration"]["kind"] == "folder" and res["calibration"]["source"] == str(fer_mini / "train")
     assert set(res["rows"]) == {"torch fp32", "onnxruntime fp32", "onnxruntime int8", "onnxruntime int8-naive"}
     for row in res["rows"].values():
         lat = row["latency"][0]
@@ -36,14 +37,14 @@ def test_cpu_bench_writes_results_and_a_damaged_int8_fails_the_gate(tiny_checkpo
         assert (tmp_path / "out" / name).stat().st_size > 0
 
     # Damage the cached INT8 model: the same bench with a real gate must now fail (exit 1).
-    cached = next((tmp_path / "cache").rglob("fernet-int8.onnx"))
+    cached = next(p for p in (tmp_path / "cache").rglob("fernet-int8-*.onnx") if "naive" not in p.name)
     model = onnx.load(str(cached))
     for init in model.graph.initializer:
         w = numpy_helper.to_array(init)
         if w.dtype == np.float32 and w.ndim == 1 and w.size > 8:  # biases and scales
             init.CopyFrom(numpy_helper.from_array(-w, init.name))
     onnx.save_model(model, str(cached))
-    failed = _bench(tiny_checkpoint, tmp_path, "--data", str(fer_mini / "test"), "--min-agreement", "0.99")
+    failed = _bench(tiny_checkpoint, tmp_path, *data, "--min-agreement", "0.99")
     assert failed.exit_code == 1
     assert "parity gate failed" in failed.output and "onnxruntime int8" in failed.output
 
