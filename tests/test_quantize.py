@@ -68,6 +68,13 @@ def test_cpu_loads_in_ort_with_metadata_and_report(tiny_onnx, calib, tmp_path):
     assert saved["calibration"]["used"] == 32 and saved["calibration"]["held_out"] == 8
     assert saved["calibration"]["manifest_sha256"] == calib[1]["manifest_sha256"]
     assert saved["float_vs_int8_heldout"]["n"] == 8
+    # the stem (reads the uint8-quantized image) stays float on cpu: int16 saturation without VNNI
+    model = onnx.load(str(tmp_path / "m.int8.onnx"))
+    stem = next(n for n in model.graph.node if n.op_type == "Conv")
+    assert [k["node"] for k in saved["input_layer_float"]] == [stem.name] and "VNNI" in saved["input_layer_float"][0][
+        "reason"]
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    assert producers.get(stem.input[1]) != "DequantizeLinear"
     assert saved["float_vs_int8_heldout"]["top1_agreement"] >= 0.75
     assert saved["sizes_bytes"]["int8"] < saved["sizes_bytes"]["float"]
     ops = {n.op_type for n in onnx.load(str(tmp_path / "m.int8.onnx")).graph.node}
