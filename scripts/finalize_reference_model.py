@@ -49,6 +49,9 @@ def card(meta: dict, history: list[dict]) -> str:
     training = meta["training"]
     cfg = training["config"]
     machine = training["machine"]
+    resumed = ("\n  The run was stopped and resumed (`--resume`) with a shorter schedule to fit the time "
+               "available; the resumable state carries weights, optimizer and RNG across." if "--resume" in
+               training["command"] else "")
     return f"""# Model card: FERNet on FER+ (`models/fernet-ferplus/`)
 
 The default model of every `edge-fer` command (override with a checkpoint argument
@@ -90,10 +93,10 @@ The issue's target was ≥ 80% on FER+ test (FER+ state of the art ≈ 89–91%,
 VGG13 ≈ 84–85%). Best val accuracy by input size during training: {history_summary(history)}.
 
 ## How it was trained
-- Data: `../shared/data/ferplus` train ({meta['training']['data_fingerprint']['train']['n']} images;
-  training images that FER+ marks as near-duplicates of val/test were dropped), selected on val,
+- Data: `../shared/data/ferplus` train ({meta['training']['data_fingerprint']['train']['n']} images in the
+  split; those FER+ marks as near-duplicates of val/test images were dropped before training), selected on val,
   reported on test. Data fingerprint (sha256 of paths+labels) in `model.json`.
-- Command: `{training['command']}`
+- Command: `{training['command']}`{resumed}
 - Schedule (input size: epochs): {', '.join(f'{s}:{e}' for s, e in cfg['schedule'])}; AdamW lr {cfg['lr']},
   weight decay {cfg['weight_decay']}, batch {cfg['batch_size']}, cosine decay; best epoch on val at 224 px:
   {m.get('best_epoch', '?')}.
@@ -101,11 +104,13 @@ VGG13 ≈ 84–85%). Best val accuracy by input size during training: {history_s
   torch {machine.get('torch')}.
 
 ## What limited it
-Only 2 CPU cores (AVX2, no bf16) were available: 224 px training runs at ≈ 15 images/s here, so
-most epochs ran at 64 and 96 px and only the last {cfg['schedule'][-1][1]} at 224 px. The model peaks at
-the small size and loses accuracy when moved to 224 px (the same face then covers 4–5× more pixels
-than the receptive fields were trained on); the short 224 px fine-tune recovers only part of it. A
-full-resolution run (e.g. 30 epochs at 224 on one GPU, about an hour) is the obvious next step.
+Only 2 CPU cores (AVX2, no bf16) were available: 224 px training ran at ≈ 12 images/s here
+(one 224 px epoch took 35 min), so most epochs ran at 64 and 96 px and only the last
+{cfg['schedule'][-1][1]} at 224 px. The model peaks at the small size and loses accuracy when moved to
+224 px (the same face then covers 2–3× more pixels than the receptive fields were trained on);
+the short 224 px fine-tune recovers only part of it. Rare classes (contempt, disgust, fear: about
+100–400 training images each) are not learnt at all in so few epochs. A full-resolution run
+(e.g. 30 epochs at 224 px on one GPU, about an hour) is the obvious next step.
 
 ## Intended use and limitations
 - Intended: research and engineering of on-device expression recognition; the reference for
@@ -117,7 +122,7 @@ full-resolution run (e.g. 30 epochs at 224 on one GPU, about an hour) is the obv
 - The model only ever saw aligned, tightly cropped 48×48 grayscale faces upscaled to 224: give it
   face crops (`edge-fer predict` detects and crops faces), not whole photos. Expect lower accuracy
   on profile faces, occlusions, children and demographics under-represented in FER2013.
-- Rare classes are weak (contempt and disgust have about 100 training images each).
+- Rare classes are weak: contempt, disgust and fear have 0% recall on FER+ test (see above).
 """
 
 
