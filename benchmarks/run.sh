@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Reproduce the recorded results: the reference model on FER+ test, every CPU-side backend,
 # side by side in one process per device. Writes benchmarks/results/<machine>-<device>.{md,json,png}.
-#   bash benchmarks/run.sh            (needs ../shared/data/ferplus; ~10 min on 2 cores)
+#   bash benchmarks/run.sh            (needs ../shared/data/ferplus; ~15 min on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/ferplus/test}
-MACHINE=${MACHINE:-$(hostname -s | tr -c 'a-zA-Z0-9_-\n' '-')}
+CALIB=${CALIB:-../shared/data/ferplus/train}  # INT8 calibration: 512 seeded, stratified train images
+MACHINE=${MACHINE:-$(nproc)core-$(grep -q avx512_vnni /proc/cpuinfo && echo avx512vnni || echo avx2)}
 RES=benchmarks/results
+mkdir -p "$RES"
 for device in cpu intel; do
   out=$(mktemp -d)
   status=0
   .venv/bin/edge-fer bench --device "$device" --data "$DATA" --threads 2 --iters 200 --warmup 20 \
-    --max-drop 1.0 --min-agreement 0.985 --out "$out" --cache .edge-fer-cache || status=$?
+    --calib "$CALIB" --max-drop 0.5 --min-agreement 0.99 --out "$out" --cache .edge-fer-cache || status=$?
   cp "$out/report.md" "$RES/$MACHINE-$device.md"
   cp "$out/results.json" "$RES/$MACHINE-$device.json"
   for png in "$out"/*.png; do cp "$png" "$RES/$MACHINE-$device-$(basename "$png")"; done

@@ -198,6 +198,12 @@ def _cpu_name() -> str:
     return platform.processor()
 
 
+def _precision(name: str, row: dict) -> str:
+    """The row's precision as asked (``int8-naive``), plus what the runtime really ran where that differs."""
+    asked = name.split(" ", 1)[1]
+    return asked if row["precision"] in asked else f"{asked} (ran {row['precision']})"
+
+
 def _fmt(row: dict, key: str, fmt: str) -> str:
     return format(row[key], fmt) if key in row else "-"
 
@@ -209,7 +215,7 @@ def results_table(results: dict) -> Table:
         table.add_column(col)
     for name, row in results["rows"].items():
         for lat in row.get("latency", []):
-            table.add_row(name.split()[0], row["precision"], str(lat["batch"]), f"{lat['median_ms']:.2f}",
+            table.add_row(name.split()[0], _precision(name, row), str(lat["batch"]), f"{lat['median_ms']:.2f}",
                           f"{lat['p90_ms']:.2f}", f"{lat['speedup_vs_torch']:.2f}x", _fmt(row, "accuracy", ".2%"),
                           _fmt(row, "accuracy_drop_pt", "+.2f"), f"{row['top1_agreement']:.2%}",
                           f"{row['max_abs_logit_diff']:.3f}", "pass" if row["passed"] else row["verdict"])
@@ -230,7 +236,7 @@ def report_markdown(results: dict) -> str:
     for name, row in results["rows"].items():
         for lat in row.get("latency", []):
             lines.append(
-                f"| {name.split()[0]} | {row['precision']} | {lat['batch']} | {lat['median_ms']:.2f} | "
+                f"| {name.split()[0]} | {_precision(name, row)} | {lat['batch']} | {lat['median_ms']:.2f} | "
                 f"{lat['p90_ms']:.2f} | {lat['p99_ms']:.2f} | {lat['throughput_ips']:.0f} | {lat['cold_ms']:.1f} | "
                 f"{lat['speedup_vs_torch']:.2f}x | {_fmt(row, 'accuracy', '.2%')} | "
                 f"{_fmt(row, 'accuracy_drop_pt', '+.2f')} | {row['top1_agreement']:.2%} | "
