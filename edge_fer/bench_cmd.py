@@ -79,7 +79,7 @@ def _artifact(cache: Path, checkpoint: Path, backend: str, precision: str, calib
                 quantize(onnx_fp32, path, calib, target="cpu")
         return path
     if precision == "int8":
-        path = cache / f"fernet-int8-{calib_key}.xml"
+        path = cache / f"fernet-int8-openvino-{calib_key}.xml"  # its OUT.json must not clash with the ORT one
         if not path.exists():
             log("quantize -> OpenVINO int8 (NNCF)")
             quantize(onnx_fp32, path, calib, target="intel")
