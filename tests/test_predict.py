@@ -1,4 +1,4 @@
-"""edge-fer predict: photos, blank images, videos, FER crops, corrupt files and bad inputs, torch + ONNX."""
+"""edge-fer predict: photos, blank images, videos, FER crops, corrupt files and bad inputs; torch, ONNX, OpenVINO."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from edge_fer.build import build_intel_float
 from edge_fer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edge_fer.cli import app
 from edge_fer.data.faces import embedded_faces
@@ -31,7 +32,8 @@ def engines(tmp_path_factory) -> dict[str, Path]:
     weights = save_checkpoint(Checkpoint(model, CLASSES, Preprocessing(64)), root / "ckpt")
     onnx_path = root / "model.onnx"
     export_checkpoint(load_checkpoint(weights), onnx_path, embedded_faces()[:8])
-    return {"torch": weights, "onnx": onnx_path}
+    xml = build_intel_float(onnx_path, root / "model.xml")
+    return {"torch": weights, "onnx": onnx_path, "openvino": xml}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def run(*args: str):
     return CliRunner().invoke(app, ["predict", *map(str, args)])
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx"])
+@pytest.mark.parametrize("backend", ["torch", "onnx", "openvino"])
 def test_photo_faces_annotated(engines, astronaut, tmp_path, backend):
     photo = tmp_path / "astronaut.png"
     cv2.imwrite(str(photo), astronaut)
@@ -51,7 +53,7 @@ def test_photo_faces_annotated(engines, astronaut, tmp_path, backend):
     result = run(photo, "--engine", engines[backend], "--out", out, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads((out / "predictions.json").read_text())
-    assert report["backend"] == ("torch" if backend == "torch" else "onnxruntime")
+    assert report["backend"] == {"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}[backend]
     faces = report["results"]
     assert len(faces) >= 1
     face = faces[0]
