@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -19,17 +18,6 @@ from edge_fer.calibration import (
 from edge_fer.checkpoint import sha256_file
 from edge_fer.data.dataset import SkipReport
 from edge_fer.errors import EdgeFerError
-
-FER_MINI = Path(__file__).parents[1].parent / "shared/data/fer-mini"
-
-
-@pytest.fixture(scope="module")
-def fer_mini() -> Path:
-    if not FER_MINI.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{FER_MINI} is missing on CI")
-        pytest.skip(f"{FER_MINI} not found (shared test data)")
-    return FER_MINI
 
 
 def small_copy(src: Path, dst: Path, per_class: int = 3, classes: int = 2) -> Path:

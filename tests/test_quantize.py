@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -23,17 +22,8 @@ from edge_fer.export import export_checkpoint, save_onnx
 from edge_fer.model import FERNet, FERNetConfig
 from edge_fer.quantize import check_tensorrt_qdq, quantize
 
-FER_MINI = Path(__file__).parents[1].parent / "shared/data/fer-mini"
 CLASSES = ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
-
-@pytest.fixture(scope="module")
-def fer_mini() -> Path:
-    if not FER_MINI.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{FER_MINI} is missing on CI")
-        pytest.skip(f"{FER_MINI} not found (shared test data)")
-    return FER_MINI
 
 
 @pytest.fixture(scope="module")
