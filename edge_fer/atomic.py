@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,23 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staging_dir(target: Path | str) -> Iterator[Path]:
+    """Yield an empty folder beside ``target`` to assemble a multi-file artifact in; it is removed afterwards.
+
+    The caller moves the finished files (or the folder itself) onto ``target`` with
+    ``os.replace``: same file system, so each move is atomic, and whatever is left on
+    failure goes away with the folder.
+    """
+    target = Path(target)
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    os.chmod(stage, 0o755)  # mkdtemp makes 0700; a folder renamed into place gets the usual permissions
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def write_json(path: Path | str, data: object) -> None:

@@ -17,7 +17,6 @@ The input is an ONNX from ``edge-fer export``, or a checkpoint (exported first).
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -26,7 +25,7 @@ from pathlib import Path
 import onnx
 
 from edge_fer.artifact import ModelInfo
-from edge_fer.atomic import atomic_path, write_json, write_text
+from edge_fer.atomic import atomic_path, staging_dir, write_json, write_text
 from edge_fer.build_tensorrt import EngineSettings, build_engine, write_engine
 from edge_fer.checkpoint import sha256_file
 from edge_fer.errors import EdgeFerError
@@ -176,7 +175,6 @@ def _compile(xml: Path, onnx_path: Path, precision: str, device: str, hint: str,
 
 def _place(stage: Path, out: Path) -> None:
     """Move the staged build into ``out``: a rename when new, else file by file (.bin before .xml)."""
-    os.chmod(stage, 0o755)  # mkdtemp makes 0700
     if not out.exists():
         os.replace(stage, out)
         return
@@ -213,8 +211,7 @@ def build_intel(model: Path | str, out: Path | str, precision: str = "fp32", dev
                         "openvino_version": ov.get_version(), "device": device, "requested_precision": precision,
                         "performance_hint": hint, "threads_requested": threads,
                         "cache_dir": str(cache_dir) if cache_dir else None}
-        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
+        with staging_dir(out) as stage:
             xml = stage / "model.xml"
             provenance = {"edge_fer.source_onnx_sha256": onnx_sha}
             if precision == "int8":
@@ -239,8 +236,6 @@ def build_intel(model: Path | str, out: Path | str, precision: str = "fp32", dev
             report["files"] = sorted([*(p.name for p in stage.iterdir()), "build.json"])
             write_json(stage / "build.json", report)
             _place(stage, out)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
     report["output"] = str(out)
     return report
 

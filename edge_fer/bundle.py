@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
-import tempfile
 from pathlib import Path
 
 import onnx
 
 from edge_fer.artifact import ModelInfo
+from edge_fer.atomic import staging_dir
 from edge_fer.build_tensorrt import SIDECAR_FORMAT, EngineSettings, sha256_bytes
 from edge_fer.deepstream import deepstream_names
 from edge_fer.errors import EdgeFerError
@@ -192,18 +191,14 @@ def write_bundle(folder: Path | str, onnx_path: Path, info: ModelInfo, settings:
     if quantize_report is not None:
         files["quantize.json"] = json.dumps(quantize_report, indent=2) + "\n"
     files["README.md"] = readme(info, settings, {*files, "README.md"})
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staging_dir(folder) as tmp:
         for file, content in files.items():
             if isinstance(content, bytes):
                 (tmp / file).write_bytes(content)
             else:
                 (tmp / file).write_text(content)
         os.chmod(tmp / "build.sh", 0o755)
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700
         if folder.exists():
             folder.rmdir()  # empty (checked above)
         os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return sorted(files)

@@ -41,7 +41,7 @@ import numpy as np
 import onnx
 
 from edge_fer.artifact import ModelInfo
-from edge_fer.atomic import write_json
+from edge_fer.atomic import staging_dir, write_json
 from edge_fer.data.preprocessing import preprocess
 from edge_fer.errors import EdgeFerError
 from edge_fer.evaluate import batched_logits, compute_metrics
@@ -371,13 +371,10 @@ def save_ir(model, out_xml: Path, props: dict[str, str]) -> None:
     for i, op in enumerate(model.get_ordered_ops()):
         if re.fullmatch(r"[A-Za-z]+_\d+", op.get_friendly_name()):
             op.set_friendly_name(f"{op.get_type_name()}_{i}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_xml.name}.", dir=out_xml.parent))
-    try:
+    with staging_dir(out_xml) as tmp:
         ov.save_model(model, str(tmp / out_xml.name), compress_to_fp16=False)
         os.replace(tmp / out_xml.with_suffix(".bin").name, out_xml.with_suffix(".bin"))
         os.replace(tmp / out_xml.name, out_xml)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- driver
