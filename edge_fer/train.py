@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from edge_fer import __version__
+from edge_fer import __version__, hostcpu
 from edge_fer.atomic import atomic_path, write_json
 from edge_fer.checkpoint import Checkpoint, save_checkpoint
 from edge_fer.data.augment import Augment, class_weights
@@ -107,19 +107,12 @@ def amp_dtype(device: str) -> torch.dtype | None:
     """bf16 autocast where the hardware has it (CUDA Ampere+, CPUs with AVX-512 BF16/AMX), else fp16 on CUDA."""
     if device == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else None
+    return torch.bfloat16 if hostcpu.has_bf16() else None
 
 
 def machine_summary() -> dict:
-    cpu = platform.processor() or platform.machine()
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        for line in info.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    out = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__}
+    out = {"cpu": hostcpu.cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+           "torch": torch.__version__}
     if torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name(0)
     return out

@@ -77,6 +77,30 @@ def test_cpu_is_deterministic(tiny_onnx, calib, tmp_path):
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
 
 
+def _max_int_weight(path: Path) -> int:
+    """Largest |quantized weight| in a QDQ graph (int8 initializers feeding DequantizeLinear)."""
+    model = onnx.load(str(path))
+    init = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    return max(int(np.abs(init[n.input[0]].astype(np.int32)).max()) for n in model.graph.node
+               if n.op_type == "DequantizeLinear" and n.input[0] in init and init[n.input[0]].dtype == np.int8)
+
+
+def test_weight_range_follows_the_cpu(tiny_onnx, calib, tmp_path, monkeypatch):
+    from edge_fer import hostcpu
+
+    monkeypatch.setattr(hostcpu, "has_int8_dot_product", lambda: False)  # an AVX2 host (this one, today)
+    report = run(tiny_onnx, tmp_path / "avx2.onnx", calib, target="cpu")
+    assert report["reduce_range"]["enabled"] and "lacks VNNI" in report["reduce_range"]["reason"]
+    assert _max_int_weight(tmp_path / "avx2.onnx") <= 64  # 7-bit weights: no int16 saturation in vpmaddubsw
+    monkeypatch.setattr(hostcpu, "has_int8_dot_product", lambda: True)  # a VNNI host
+    report = run(tiny_onnx, tmp_path / "vnni.onnx", calib, target="cpu")
+    assert not report["reduce_range"]["enabled"] and _max_int_weight(tmp_path / "vnni.onnx") == 127
+    report = run(tiny_onnx, tmp_path / "forced.onnx", calib, target="cpu", reduce_range=True)
+    assert report["reduce_range"] == {"enabled": True, "reason": "as asked (--reduce-range/--full-range)"}
+    report = run(tiny_onnx, tmp_path / "trt.onnx", calib, target="jetson", reduce_range=True)
+    assert not report["reduce_range"]["enabled"]  # TensorRT accumulates in int32: never narrowed
+
+
 def test_jetson_follows_tensorrt_qdq_rules(tiny_onnx, calib, tmp_path):
     report = run(tiny_onnx, tmp_path / "j.onnx", calib, target="jetson")
     assert report["tensorrt_qdq_check"] == "passed"
