@@ -17,6 +17,7 @@ import numpy as np
 from edge_fer.backends.base import Runner
 from edge_fer.evaluate import batched_logits, compute_metrics, softmax
 from edge_fer.export import compare_logits
+from edge_fer.tegrastats import TegraStats, summarize
 
 
 @dataclass
@@ -40,8 +41,12 @@ def peak_rss_mb() -> float:
 
 
 def time_interleaved(runners: dict[str, Runner], batch: np.ndarray, warmup: int, iters: int,
-                     tick: Callable[[], None] | None = None) -> dict[str, Latency]:
-    """Time every runner on ``batch``: first (cold) call, ``warmup`` untimed rounds, ``iters`` timed rounds."""
+                     tick: Callable[[], None] | None = None, seconds: float | None = None) -> dict[str, Latency]:
+    """Time every runner on ``batch``: first (cold) call, ``warmup`` untimed rounds, then timed rounds.
+
+    Timed rounds: ``iters`` of them, or with ``seconds`` as many as fit in that
+    wall time (at least one), so slow and fast machines get comparable statistics.
+    """
     results = {}
     for name, run in runners.items():
         t0 = time.perf_counter()
@@ -50,14 +55,37 @@ def time_interleaved(runners: dict[str, Runner], batch: np.ndarray, warmup: int,
     for _ in range(warmup):
         for run in runners.values():
             run(batch)
-    for _ in range(iters):
+    deadline = None if seconds is None else time.perf_counter() + seconds
+    done = 0
+    while (done < iters) if deadline is None else (done == 0 or time.perf_counter() < deadline):
         for name, run in runners.items():
             t0 = time.perf_counter()
             run(batch)
             results[name].times_ms.append((time.perf_counter() - t0) * 1000.0)
+        done += 1
         if tick is not None:
             tick()
     return results
+
+
+def measure_energy(runners: dict[str, Runner], batch: np.ndarray, seconds: float, stats: TegraStats) -> dict[str, dict]:
+    """Each runner alone for ``seconds`` while ``stats`` samples power: energy per image per backend.
+
+    Power cannot be split between interleaved calls, so unlike latency this runs
+    one backend at a time, with a short idle gap so samples do not straddle two.
+    """
+    out = {}
+    for name, run in runners.items():
+        time.sleep(2 * stats.interval_ms / 1000.0)
+        start = time.monotonic()
+        images = 0
+        while images == 0 or time.monotonic() - start < seconds:
+            run(batch)
+            images += len(batch)
+        end = time.monotonic()
+        time.sleep(1.5 * stats.interval_ms / 1000.0)  # the sample covering the window's end
+        out[name] = summarize(stats.window(start, end + stats.interval_ms / 1000.0), end - start, images)
+    return out
 
 
 def parity(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,25 +17,48 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from edge_fer import __version__
+from edge_fer import __version__, hostcpu
 from edge_fer.atomic import write_json, write_text
 from edge_fer.backends import open_runner
 from edge_fer.backends.base import Runner
-from edge_fer.bench import all_logits, parity, peak_rss_mb, time_interleaved, verdict
+from edge_fer.bench import all_logits, measure_energy, parity, peak_rss_mb, time_interleaved, verdict
+from edge_fer.bench_remote import Remote, run_remote
 from edge_fer.calibration import load_calibration
 from edge_fer.checkpoint import load_checkpoint, sha256_file, weights_path
 from edge_fer.data.dataset import SkipReport, load_images, scan_folder
 from edge_fer.data.faces import EMBEDDED_NAME, embedded_faces
 from edge_fer.errors import EdgeFerError
 from edge_fer.plots import plot_confusions_side_by_side
+from edge_fer.tegrastats import TegraStats, power_state
 
 CALIB_SIZE = 512  # images sampled when --calib is a folder (seed 0), as edge-fer quantize does
 
-# Which (backend, precision) rows each device benchmarks; torch fp32 is always the baseline.
+# Which (backend, precision) rows each device benchmarks; torch fp32 is always the baseline
+# (on CUDA where there is one: the Jetson's float reference).
 DEVICE_ROWS = {
     "cpu": [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("onnxruntime", "int8-naive")],
     "intel": [("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"), ("onnxruntime", "fp32")],
+    "jetson": [("tensorrt", "fp16"), ("tensorrt", "int8")],
 }
+ENGINE_MAX_BATCH = 32  # TensorRT profile maximum for bench engines (accuracy runs in batches of 32)
+
+
+def select_rows(device: str, backends: tuple[str, ...] = (), precisions: tuple[str, ...] = ()
+                ) -> list[tuple[str, str]]:
+    """The device's rows, narrowed by ``--backends``/``--precisions`` (``int8`` includes the naive baseline)."""
+    if device not in DEVICE_ROWS:
+        raise EdgeFerError(f"--device {device!r}: use one of {', '.join(DEVICE_ROWS)}")
+    rows = DEVICE_ROWS[device]
+    valid_backends = sorted({b for b, _ in rows})
+    valid_precisions = sorted({p.split("-")[0] for _, p in rows})
+    for given, valid, flag in ((backends, valid_backends, "--backends"),
+                               (precisions, valid_precisions, "--precisions")):
+        unknown = [g for g in given if g not in valid and g not in ("torch", "fp32")]
+        if unknown:
+            raise EdgeFerError(f"{flag} {','.join(unknown)}: --device {device} benchmarks {', '.join(valid)} "
+                               "(torch fp32 always runs as the baseline)")
+    return [(b, p) for b, p in rows if (not backends or b in backends) and
+            (not precisions or p.split("-")[0] in precisions)]
 
 
 @dataclass
@@ -50,6 +74,10 @@ class BenchOptions:
     cache: Path = Path(".edge-fer-cache")
     out: Path = Path("bench-out")
     calib: str | None = None  # folder or manifest for INT8 calibration; None: the embedded faces
+    backends: tuple[str, ...] = ()  # empty: every backend of the device
+    precisions: tuple[str, ...] = ()
+    seconds: float | None = None  # timed rounds by wall time instead of --iters
+    energy_seconds: float = 3.0  # jetson with tegrastats: per backend and batch size
 
 
 def _artifact(cache: Path, checkpoint: Path, backend: str, precision: str, calib: list[np.ndarray],
@@ -78,6 +106,8 @@ def _artifact(cache: Path, checkpoint: Path, backend: str, precision: str, calib
             else:
                 quantize(onnx_fp32, path, calib, target="cpu")
         return path
+    if backend == "tensorrt":
+        return _engine(cache, onnx_fp32, precision, calib, calib_key, log)
     if precision == "int8":
         path = cache / f"fernet-int8-openvino-{calib_key}.xml"  # its OUT.json must not clash with the ORT one
         if not path.exists():
@@ -89,6 +119,36 @@ def _artifact(cache: Path, checkpoint: Path, backend: str, precision: str, calib
         log("build -> OpenVINO IR fp32")
         build_intel_float(onnx_fp32, path)
     return path
+
+
+def _engine(cache: Path, onnx_fp32: Path, precision: str, calib: list[np.ndarray], calib_key: str, log) -> Path:
+    """A TensorRT engine built here (fp16 from the float ONNX, int8 from the jetson QDQ ONNX)."""
+    from edge_fer.build import build_jetson
+    from edge_fer.build_tensorrt import EngineSettings
+    from edge_fer.quantize import quantize
+
+    source, path = onnx_fp32, cache / "fernet-fp16.engine"
+    if precision == "int8":
+        source, path = cache / f"fernet-int8-tensorrt-{calib_key}.onnx", cache / f"fernet-int8-{calib_key}.engine"
+        if not source.exists():
+            log("quantize -> TensorRT QDQ ONNX")
+            quantize(onnx_fp32, source, calib, target="jetson")
+    if not path.exists():
+        log(f"build -> TensorRT {precision} engine")
+        build_jetson(source, path, EngineSettings(precision=precision, max_batch=ENGINE_MAX_BATCH), log=log)
+    return path
+
+
+def _open(path: Path, backend: str, precision: str, threads: int | None, rebuild) -> Runner:
+    """Open a cached artifact; an engine built on another GPU or TensorRT is rebuilt once, not reported stale."""
+    run_precision = precision if backend == "openvino" and precision != "int8" else None
+    try:
+        return open_runner(path, precision=run_precision, threads=threads)
+    except EdgeFerError as e:
+        if backend != "tensorrt" or "rebuild" not in str(e):
+            raise
+        path.unlink()
+        return open_runner(rebuild(), threads=threads)
 
 
 def _naive_ort_int8(onnx_fp32: Path, out: Path, calib: list[np.ndarray]) -> None:
@@ -127,9 +187,7 @@ def _labelled(data: Path, classes: list[str]) -> tuple[list[np.ndarray], np.ndar
 
 def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
     """Build, time and compare; writes results.json, report.md and PNGs to ``opts.out``."""
-    if opts.device not in DEVICE_ROWS:
-        raise EdgeFerError(f"--device {opts.device!r}: this host benchmarks {', '.join(DEVICE_ROWS)}; "
-                           "for jetson, build a bundle with edge-fer build --target jetson --bundle")
+    selected = select_rows(opts.device, opts.backends, opts.precisions)
     checkpoint = weights_path(checkpoint)
     ckpt_sha = sha256_file(checkpoint)
     cache = opts.cache / ckpt_sha[:16]
@@ -144,12 +202,14 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
     # Calibrate on a separate set (never on the images accuracy is measured on).
     calib, calib_desc = load_calibration(opts.calib, CALIB_SIZE, 0, SkipReport())
     calib_key = (calib_desc["manifest_sha256"] or "embedded")[:12]
-    runners: dict[str, Runner] = {"torch fp32": open_runner(checkpoint, threads=opts.threads)}
-    for backend, precision in DEVICE_ROWS[opts.device]:
-        path = _artifact(cache, checkpoint, backend, precision, calib, calib_key,
-                         lambda m: console.print(f"[dim]{m}[/]"))
-        run_precision = precision if backend == "openvino" and precision != "int8" else None
-        runners[f"{backend} {precision}"] = open_runner(path, precision=run_precision, threads=opts.threads)
+    torch_device = "cuda" if opts.device == "jetson" and _cuda() else "cpu"
+    runners: dict[str, Runner] = {"torch fp32": open_runner(checkpoint, device=torch_device, threads=opts.threads)}
+    for backend, precision in selected:
+        def build(backend=backend, precision=precision) -> Path:
+            return _artifact(cache, checkpoint, backend, precision, calib, calib_key,
+                             lambda m: console.print(f"[dim]{m}[/]"))
+
+        runners[f"{backend} {precision}"] = _open(build(), backend, precision, opts.threads, build)
     console.print(f"accuracy parity on {len(images)} images ({data_name})")
     logits = all_logits(runners, images, 32)
     reference = logits["torch fp32"]
@@ -160,16 +220,21 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
     spec = ckpt.preprocessing
     from edge_fer.data.preprocessing import preprocess
 
-    with Progress(console=console, transient=True) as progress:
+    power = TegraStats() if opts.device == "jetson" and TegraStats.available() else nullcontext()
+    with Progress(console=console, transient=True) as progress, power as stats:
         for batch_size in opts.batches:
-            task = progress.add_task(f"latency batch {batch_size}", total=opts.iters)
+            task = progress.add_task(f"latency batch {batch_size}", total=None if opts.seconds else opts.iters)
             batch = preprocess([images[i % len(images)] for i in range(batch_size)], spec)
-            lat = time_interleaved(runners, batch, opts.warmup, opts.iters, lambda task=task: progress.advance(task))
+            lat = time_interleaved(runners, batch, opts.warmup, opts.iters, lambda task=task: progress.advance(task),
+                                   opts.seconds)
+            energy = measure_energy(runners, batch, opts.energy_seconds, stats) if stats else {}
             base = lat["torch fp32"].summary()["median_ms"]
             for name, result in lat.items():
                 summary = result.summary()
                 summary["speedup_vs_torch"] = base / summary["median_ms"]
                 summary["times_ms"] = [round(t, 4) for t in result.times_ms]
+                if name in energy:
+                    summary["energy"] = energy[name]
                 rows[name].setdefault("latency", []).append(summary)
     for row in rows.values():
         row["passed"], row["verdict"] = verdict(row, opts.max_drop, opts.min_agreement)
@@ -178,9 +243,13 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
         "checkpoint_sha256": ckpt_sha, "data": data_name, "n_images": len(images),
         "skipped_images": len(skips.skipped), "calibration": calib_desc, "gate": {"max_drop_pt": opts.max_drop,
                                                         "min_agreement": opts.min_agreement},
-        "machine": {"platform": platform.platform(), "processor": _cpu_name(), "peak_rss_mb": peak_rss_mb()},
+        "machine": {"platform": platform.platform(), **hostcpu.summary(), "peak_rss_mb": peak_rss_mb()},
         "rows": rows, "passed": all(r["passed"] for r in rows.values()),
+        "timing": {"warmup": opts.warmup, "iters": None if opts.seconds else opts.iters, "seconds": opts.seconds,
+                   "interleaved": True},
     }
+    if opts.device == "jetson":
+        results["jetson"] = {**power_state(), "tegrastats": "sampled" if stats else "not found (no energy figures)"}
     opts.out.mkdir(parents=True, exist_ok=True)
     write_json(opts.out / "results.json", results)
     write_text(opts.out / "report.md", report_markdown(results))
@@ -189,13 +258,35 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
     return results
 
 
-def _cpu_name() -> str:
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        for line in info.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
+def remote_args(opts: BenchOptions) -> list[str]:
+    """The options a remote ``edge-fer bench`` gets unchanged (paths are the remote side's business)."""
+    args = ["--device", opts.device, "--batch", ",".join(map(str, opts.batches)), "--warmup", str(opts.warmup),
+            "--max-drop", str(opts.max_drop), "--min-agreement", str(opts.min_agreement),
+            "--energy-seconds", str(opts.energy_seconds)]
+    args += ["--seconds", str(opts.seconds)] if opts.seconds else ["--iters", str(opts.iters)]
+    if opts.threads:
+        args += ["--threads", str(opts.threads)]
+    if opts.backends:
+        args += ["--backends", ",".join(opts.backends)]
+    if opts.precisions:
+        args += ["--precisions", ",".join(opts.precisions)]
+    return args
+
+
+def run_bench_remote(checkpoint: Path, opts: BenchOptions, remote: Remote, console: Console) -> dict:
+    """The same bench on ``remote`` (see :mod:`edge_fer.bench_remote`); results land in ``opts.out`` here."""
+    select_rows(opts.device, opts.backends, opts.precisions)  # a typo fails here, not after the copy
+    results, _status = run_remote(remote, weights_path(checkpoint), remote_args(opts), opts.data, opts.calib,
+                                  opts.out, lambda m: console.print(f"[dim]{m}[/]"))
+    write_text(opts.out / "report.md", report_markdown(results))
+    console.print(results_table(results))
+    return results
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _precision(name: str, row: dict) -> str:
@@ -227,7 +318,7 @@ def report_markdown(results: dict) -> str:
              f"* checkpoint `{results['checkpoint']}` (sha256 {results['checkpoint_sha256'][:16]}...)",
              f"* data: {results['data']} ({results['n_images']} images, {results['skipped_images']} skipped)",
              f"* INT8 calibration: {results['calibration']['source']} ({results['calibration']['n_images']} images)",
-             f"* machine: {results['machine']['processor']}",
+             f"* machine: {results['machine']['cpu']} ({', '.join(results['machine']['flags']) or 'no AVX-512/VNNI'})",
              f"* gate: drop <= {results['gate']['max_drop_pt']} pt, agreement >= "
              f"{results['gate']['min_agreement']:.2%}: **{'PASS' if results['passed'] else 'FAIL'}**", "",
              "| backend | precision | batch | median ms | p90 ms | p99 ms | img/s | cold ms | speed-up vs torch | "
@@ -241,8 +332,24 @@ def report_markdown(results: dict) -> str:
                 f"{lat['speedup_vs_torch']:.2f}x | {_fmt(row, 'accuracy', '.2%')} | "
                 f"{_fmt(row, 'accuracy_drop_pt', '+.2f')} | {row['top1_agreement']:.2%} | "
                 f"{row['max_abs_logit_diff']:.3f} | {row['kl_softmax']:.2e} | {row['verdict']} |")
+    energy = [(name, lat) for name, row in results["rows"].items() for lat in row.get("latency", [])
+              if "energy" in lat]
+    if energy:
+        jetson = results.get("jetson", {})
+        lines += ["", f"Energy (tegrastats, each backend alone; nvpmodel {jetson.get('nvpmodel', '?')}, jetson_clocks "
+                      f"{jetson.get('jetson_clocks', '?')}):", "",
+                  "| backend | batch | board power mW | mJ per image | GPU load % | max temp C |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {lat['batch']} | {lat['energy'].get('power_mw', '-')} | "
+                  f"{lat['energy'].get('energy_mj_per_image', '-')} | {lat['energy'].get('gpu_load_pct', '-')} | "
+                  f"{lat['energy'].get('max_temp_c', '-')} |" for name, lat in energy]
     lines += ["", "Settings per row (threads, streams, inference precision read back from the runtime):", ""]
     lines += [f"* {name}: `{json.dumps(row['settings'], default=str)}`" for name, row in results["rows"].items()]
+    timing = results.get("timing", {})
+    rounds = f"{timing['seconds']} s of" if timing.get("seconds") else f"{timing.get('iters')}"
+    lines += ["", f"Timing: {timing.get('warmup')} warm-up rounds, then {rounds} interleaved rounds per batch size."]
+    if "remote" in results:
+        lines += [f"Ran on {results['remote']['host']} over SSH: `{results['remote']['command']}`"]
     return "\n".join(lines) + "\n"
 
 

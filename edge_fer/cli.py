@@ -258,6 +258,9 @@ def quantize(
     seed: Annotated[int, typer.Option(help="Sampling seed when --calib is a folder")] = 0,
     classes: Annotated[str | None, typer.Option(help="Class names a,b,c for a model without edge-fer metadata")] = None,
     img_size: Annotated[int | None, typer.Option(help="Input size for a model without edge-fer metadata")] = None,
+    reduce_range: Annotated[bool | None, typer.Option(
+        "--reduce-range/--full-range", help="7- or 8-bit weights (cpu/intel; default: 7 where this CPU lacks VNNI)")
+    ] = None,
 ) -> None:
     """Post-training INT8 quantization; writes the model and OUT.json (calibration, agreement, sizes)."""
     from edge_fer.calibration import load_calibration
@@ -272,7 +275,7 @@ def quantize(
             console.print(f"[yellow]{skips.summary()}[/]")
         status.update(f"quantizing {model.name} for {target} on {desc['n_images']} images")
         report = run_quantize(model, output, images, target, method, per_channel, names, desc, classes, img_size,
-                              max_drop, val, log=lambda msg: status.update(msg))
+                              max_drop, val, reduce_range, log=lambda msg: status.update(msg))
     cmp = report.get("float_vs_int8_heldout", {})
     console.print(f"wrote {report['output']} ({report['sizes_bytes']['int8'] / 1e6:.2f} MB, "
                   f"{report['quantize_seconds']:.1f} s); held-out float vs INT8: top-1 agreement "
@@ -376,13 +379,17 @@ def build(
 @user_errors
 def bench(
     checkpoint: Annotated[Path | None, typer.Argument(help="Checkpoint (default: the shipped reference model)")] = None,
-    device: Annotated[str, typer.Option(help="cpu (ORT fp32/int8 + torch) | intel (OpenVINO fp32/bf16/int8 + ORT)")
-                      ] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu (ORT fp32/int8 + torch) | intel (OpenVINO fp32/bf16/int8 + ORT) | "
+                                             "jetson (TensorRT fp16/int8 + torch CUDA)")] = "cpu",
     data: Annotated[Path | None, typer.Option(help="Labelled folder for accuracy (default: embedded LFW faces, "
                                                    "agreement only)")] = None,
+    backends: Annotated[str | None, typer.Option(help="Only these backends, comma-separated (torch always runs)")
+                        ] = None,
+    precisions: Annotated[str | None, typer.Option(help="Only these precisions, comma-separated, e.g. int8")] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated")] = "1",
     warmup: Annotated[int, typer.Option(help="Untimed rounds per backend")] = 20,
     iters: Annotated[int, typer.Option(help="Timed rounds per backend (interleaved)")] = 200,
+    seconds: Annotated[float | None, typer.Option(help="Time rounds for this long instead of --iters")] = None,
     threads: Annotated[int | None, typer.Option(help="Threads per runtime (default: runtime's choice)")] = None,
     max_drop: Annotated[float, typer.Option(help="Gate: max accuracy drop vs float, points")] = 1.0,
     min_agreement: Annotated[float, typer.Option(help="Gate: min top-1 agreement with float")] = 0.99,
@@ -392,17 +399,32 @@ def bench(
         ".edge-fer-cache"),
     calib: Annotated[str | None, typer.Option(
         help="INT8 calibration: a folder (512 sampled, seed 0) or a manifest (default: embedded faces)")] = None,
+    energy_seconds: Annotated[float, typer.Option(
+        help="jetson: seconds per backend and batch size of tegrastats power sampling")] = 3.0,
+    host: Annotated[str | None, typer.Option(help="Run there over SSH: user@host[:port] (edge-fer installed there)")
+                    ] = None,
+    ssh_option: Annotated[list[str] | None, typer.Option(help="ssh/scp -o KEY=VALUE (repeat)")] = None,
+    remote_dir: Annotated[str, typer.Option(help="--host: working folder there")] = "edge-fer-bench",
+    remote_edge_fer: Annotated[str, typer.Option(help="--host: the edge-fer command there")] = "edge-fer",
     json_out: Annotated[bool, typer.Option("--json", help="Print results.json to stdout")] = False,
 ) -> None:
     """Latency and accuracy parity of every backend vs the float model; exit 1 when the gate fails."""
-    from edge_fer.bench_cmd import BenchOptions, run_bench
+    from edge_fer.bench_cmd import BenchOptions, run_bench, run_bench_remote
+    from edge_fer.bench_remote import Remote
 
     try:
         batches = tuple(int(b) for b in batch.split(","))
     except ValueError:
         raise EdgeFerError(f"--batch {batch!r}: expected comma-separated integers, e.g. 1,8") from None
-    opts = BenchOptions(device, data, batches, warmup, iters, threads, max_drop, min_agreement, cache, out, calib)
-    results = run_bench(_checkpoint_path(checkpoint), opts, console)
+    if seconds is not None and seconds <= 0:
+        raise EdgeFerError(f"--seconds {seconds}: give a positive number of seconds")
+    opts = BenchOptions(device, data, batches, warmup, iters, threads, max_drop, min_agreement, cache, out, calib,
+                        _names(backends), _names(precisions), seconds, energy_seconds)
+    if host:
+        remote = Remote.parse(host, ssh_option or [], remote_dir, remote_edge_fer)
+        results = run_bench_remote(_checkpoint_path(checkpoint), opts, remote, console)
+    else:
+        results = run_bench(_checkpoint_path(checkpoint), opts, console)
     if json_out:
         import json
 
@@ -411,6 +433,10 @@ def bench(
     if not results["passed"]:
         failed = [f"{n}: {r['verdict']}" for n, r in results["rows"].items() if not r["passed"]]
         raise EdgeFerError("parity gate failed: " + "; ".join(failed))
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
 
 
 def main() -> None:

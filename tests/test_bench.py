@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
+import fake_tensorrt  # tests/ is on sys.path
 from edge_fer.bench import verdict
 from edge_fer.cli import app
 
@@ -65,3 +67,63 @@ def test_verdict_names_the_failing_figure() -> None:
     assert ok and why == "ok"
     ok, why = verdict({"top1_agreement": 0.95, "accuracy_drop_pt": 0.8}, 0.5, 0.99)
     assert not ok and "agreement" in why and "drop" in why
+
+
+def test_backends_precisions_and_seconds_narrow_the_run(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    result = _bench(tiny_checkpoint, tmp_path, "--precisions", "int8", "--seconds", "0.3", "--batch", "1,2",
+                    "--min-agreement", "0")
+    assert result.exit_code == 0, result.output
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(res["rows"]) == {"torch fp32", "onnxruntime int8", "onnxruntime int8-naive"}
+    assert res["timing"] == {"warmup": 1, "iters": None, "seconds": 0.3, "interleaved": True}
+    for row in res["rows"].values():
+        assert [lat["batch"] for lat in row["latency"]] == [1, 2] and all(lat["iters"] >= 1 for lat in row["latency"])
+    assert "0.3 s of interleaved rounds" in (tmp_path / "out" / "report.md").read_text()
+    bad = _bench(tiny_checkpoint, tmp_path, "--backends", "openvino")
+    assert bad.exit_code == 1 and "--backends openvino: --device cpu benchmarks onnxruntime" in bad.output
+
+
+FAKE_TEGRASTATS = """#!/usr/bin/env bash
+# tegrastats as JetPack 6 prints it on an Orin Nano, one line per --interval ms
+interval=1000
+while [ $# -gt 0 ]; do case "$1" in --interval) interval=$2; shift 2;; *) shift;; esac; done
+while true; do
+  echo "RAM 2448/7620MB (lfb 4x4MB) SWAP 0/3810MB (cached 0MB) CPU [3%@729,1%@729] GR3D_FREQ 47%@[624] \
+cpu@47.5C gpu@46.8C VDD_IN 6000mW/5120mW VDD_CPU_GPU_CV 1820mW/1203mW VDD_SOC 1611mW/1443mW"
+  sleep "$(awk "BEGIN{print $interval/1000}")"
+done
+"""
+FAKE_TOOLS = {
+    "tegrastats": FAKE_TEGRASTATS,
+    "nvpmodel": "#!/bin/sh\necho 'NV Power Mode: 15W'\necho 0\n",
+    "jetson_clocks": "#!/bin/sh\necho 'GPU MinFreq=306000000 MaxFreq=624750000 CurrentFreq=306000000'\n",
+}
+
+
+def test_jetson_bench_runs_engines_and_samples_power(tiny_checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
+    """TensorRT through the faithful fake (it runs the ONNX graph), tegrastats/nvpmodel as fake executables."""
+    fake_tensorrt.install(monkeypatch)
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name, text in FAKE_TOOLS.items():
+        (tools / name).write_text(text)
+        (tools / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{__import__('os').environ['PATH']}")
+    try:
+        result = _bench(tiny_checkpoint, tmp_path, "--device", "jetson", "--energy-seconds", "0.4",
+                        "--min-agreement", "0")
+    finally:
+        fake_tensorrt.uninstall()
+    assert result.exit_code == 0, result.output
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(res["rows"]) == {"torch fp32", "tensorrt fp16", "tensorrt int8"}
+    assert res["rows"]["tensorrt int8"]["settings"]["tensorrt_version"] == "10.3.0"
+    assert res["jetson"] == {"nvpmodel": "15W", "jetson_clocks": "off (GPU clock scales)", "tegrastats": "sampled"}
+    for row in res["rows"].values():
+        energy = row["latency"][0]["energy"]
+        assert energy["samples"] >= 2 and energy["power_mw"] == 6000.0 and energy["gpu_load_pct"] == 47.0
+        assert energy["energy_mj_per_image"] == pytest.approx(6000.0 * energy["seconds"] / energy["images"], rel=1e-3)
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("*.engine")) == [
+        "fernet-fp16.engine", "fernet-int8-embedded.engine"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "Energy (tegrastats" in report and "nvpmodel 15W" in report
