@@ -12,7 +12,7 @@ mkdir -p "$RES"
 for device in cpu intel; do
   out=$(mktemp -d)
   status=0
-  .venv/bin/edge-fer bench --device "$device" --data "$DATA" --threads 2 --iters 200 --warmup 20 \
+  .venv/bin/edge-fer bench --device "$device" --data "$DATA" --threads 2 --batch 1,8 --iters 200 --warmup 20 \
     --calib "$CALIB" --max-drop 0.5 --min-agreement 0.99 --out "$out" --cache .edge-fer-cache || status=$?
   cp "$out/report.md" "$RES/$MACHINE-$device.md"
   cp "$out/results.json" "$RES/$MACHINE-$device.json"

@@ -29,6 +29,7 @@ from edge_fer.data.dataset import SkipReport, load_images, scan_folder
 from edge_fer.data.faces import EMBEDDED_NAME, embedded_faces
 from edge_fer.errors import EdgeFerError
 from edge_fer.plots import plot_confusions_side_by_side
+from edge_fer.quantize import weight_range
 from edge_fer.tegrastats import TegraStats, power_state
 
 CALIB_SIZE = 512  # images sampled when --calib is a folder (seed 0), as edge-fer quantize does
@@ -84,8 +85,8 @@ def _artifact(cache: Path, checkpoint: Path, backend: str, precision: str, calib
               calib_key: str, log) -> Path:
     """Build the artifact for (backend, precision) unless the cache already has it.
 
-    INT8 artifacts are named after the calibration set too (``calib_key``), so a
-    different calibration never reuses a stale INT8 model.
+    INT8 artifacts are named after the calibration set too (``calib_key``) and, on
+    CPUs, the weight range, so a different calibration never reuses a stale INT8 model.
     """
     from edge_fer.build import build_intel_float
     from edge_fer.export import export_checkpoint
@@ -97,6 +98,10 @@ def _artifact(cache: Path, checkpoint: Path, backend: str, precision: str, calib
         export_checkpoint(load_checkpoint(checkpoint), onnx_fp32, calib[:100])
     if backend == "onnxruntime" and precision == "fp32":
         return onnx_fp32
+    if backend == "tensorrt":
+        return _engine(cache, onnx_fp32, precision, calib, calib_key, log)
+    if weight_range(backend, None)[0]:  # CPU INT8 also depends on the weight range this host's CPU calls for
+        calib_key += "-w7"
     if backend == "onnxruntime":
         path = cache / f"fernet-{precision}-{calib_key}.onnx"
         if not path.exists():
@@ -106,8 +111,6 @@ def _artifact(cache: Path, checkpoint: Path, backend: str, precision: str, calib
             else:
                 quantize(onnx_fp32, path, calib, target="cpu")
         return path
-    if backend == "tensorrt":
-        return _engine(cache, onnx_fp32, precision, calib, calib_key, log)
     if precision == "int8":
         path = cache / f"fernet-int8-openvino-{calib_key}.xml"  # its OUT.json must not clash with the ORT one
         if not path.exists():

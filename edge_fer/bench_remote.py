@@ -11,6 +11,7 @@ Only the OpenSSH client is used, so keys, agents and ``~/.ssh/config`` work as u
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import subprocess
@@ -130,8 +131,6 @@ def run_remote(remote: Remote, checkpoint: Path, bench_args: list[str], data: Pa
         results_file = fetched / "results.json"
         if not results_file.is_file():
             raise EdgeFerError(f"--host {remote.host}: the bench exited with status {status} without results.json")
-        import json
-
         results = json.loads(results_file.read_text())
         results["remote"] = {"host": remote.host, "port": remote.port, "directory": base, "command": shlex.join(args),
                              "exit_status": status}

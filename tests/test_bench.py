@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import fake_tensorrt  # tests/ is on sys.path
 import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
-import fake_tensorrt  # tests/ is on sys.path
 from edge_fer.bench import verdict
 from edge_fer.cli import app
 
@@ -108,7 +109,7 @@ def test_jetson_bench_runs_engines_and_samples_power(tiny_checkpoint: Path, tmp_
     for name, text in FAKE_TOOLS.items():
         (tools / name).write_text(text)
         (tools / name).chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tools}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
     try:
         result = _bench(tiny_checkpoint, tmp_path, "--device", "jetson", "--energy-seconds", "0.4",
                         "--min-agreement", "0")
