@@ -252,7 +252,10 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
                    "interleaved": True},
     }
     if opts.device == "jetson":
-        results["jetson"] = {**power_state(), "tegrastats": "sampled" if stats else "not found (no energy figures)"}
+        from edge_fer.build_tensorrt import jetpack_release, l4t_release
+
+        results["jetson"] = {**power_state(), "tegrastats": "sampled" if stats else "not found (no energy figures)",
+                             "l4t": l4t_release(), "jetpack": jetpack_release(l4t_release())}
     opts.out.mkdir(parents=True, exist_ok=True)
     write_json(opts.out / "results.json", results)
     write_text(opts.out / "report.md", report_markdown(results))

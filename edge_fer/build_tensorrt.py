@@ -28,7 +28,8 @@ import numpy as np
 
 from edge_fer.artifact import ModelInfo
 from edge_fer.atomic import atomic_path
-from edge_fer.backends.tensorrt_backend import gpu_facts, import_tensorrt
+from edge_fer.backends.cuda_memory import open_cuda
+from edge_fer.backends.tensorrt_backend import import_tensorrt
 from edge_fer.errors import EdgeFerError
 
 JETSON_PRECISIONS = ("fp16", "int8")
@@ -98,6 +99,23 @@ def l4t_release(path: Path = L4T_RELEASE) -> str:
     return f"R{m[1]}.{m[2]}" if m else first.lstrip("# ").strip()
 
 
+# L4T release -> JetPack, from NVIDIA's JetPack archive; an unlisted release is reported as unknown, not guessed.
+JETPACK = {
+    "R32.5.0": "4.5", "R32.5.1": "4.5.1", "R32.6.1": "4.6", "R32.7.1": "4.6.1", "R32.7.2": "4.6.2",
+    "R32.7.3": "4.6.3", "R32.7.4": "4.6.4", "R32.7.5": "4.6.5", "R32.7.6": "4.6.6",
+    "R35.1.0": "5.0.2", "R35.2.1": "5.1", "R35.3.1": "5.1.1", "R35.4.1": "5.1.2", "R35.5.0": "5.1.3",
+    "R35.6.0": "5.1.4", "R35.6.1": "5.1.5",
+    "R36.2.0": "6.0 DP", "R36.3.0": "6.0", "R36.4.0": "6.1", "R36.4.3": "6.2", "R36.4.4": "6.2.1",
+}
+
+
+def jetpack_release(l4t: str) -> str:
+    """JetPack version of an L4T release (``R35.4.1`` -> ``5.1.2``); '' off a Jetson, ``unknown`` if unlisted."""
+    if not l4t:
+        return ""
+    return JETPACK.get(l4t, f"unknown (L4T {l4t})")
+
+
 def layer_precisions(inspector_json: str) -> dict:
     """Per-layer output format and a count per data type, from the engine inspector's JSON."""
     try:
@@ -123,15 +141,13 @@ def sha256_bytes(data: bytes) -> str:
 
 def _entropy_calibrator(trt, batches: Sequence[np.ndarray], cache: Path):
     """IInt8EntropyCalibrator2 over ``batches`` (equal sizes), reading/writing ``cache`` (TensorRT 8.x fallback)."""
-    from edge_fer.backends.tensorrt_backend import import_pycuda
-
-    cuda = import_pycuda()
+    cuda = open_cuda()
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.pending = iter(batches)
-            self.buffer = cuda.mem_alloc(batches[0].nbytes)
+            self.buffer = cuda.alloc(batches[0].nbytes)
 
         def get_batch_size(self) -> int:
             return len(batches[0])
@@ -140,8 +156,8 @@ def _entropy_calibrator(trt, batches: Sequence[np.ndarray], cache: Path):
             batch = next(self.pending, None)
             if batch is None:
                 return None
-            cuda.memcpy_htod(self.buffer, np.ascontiguousarray(batch, dtype=np.float32))
-            return [int(self.buffer)]
+            cuda.copy_in(self.buffer, np.ascontiguousarray(batch, dtype=np.float32))
+            return [self.buffer]
 
         def read_calibration_cache(self):
             return cache.read_bytes() if cache.is_file() else None
@@ -226,9 +242,8 @@ def build_engine(onnx_path: Path | str, settings: EngineSettings, info: ModelInf
                            "build INT8 from the QDQ ONNX instead (drop --implicit-int8)")
     if settings.implicit_int8 and not settings.calib_cache:
         raise EdgeFerError("--implicit-int8 needs a calibration cache path (--calib-cache FILE)")
-    try:  # pycuda also makes a CUDA context current before TensorRT starts; without it GPU facts stay unknown
-        from edge_fer.backends.tensorrt_backend import import_pycuda
-        gpu = gpu_facts(import_pycuda())
+    try:  # pycuda also makes a CUDA context current before TensorRT starts; without a binding GPU facts stay unknown
+        gpu = open_cuda().facts()
     except EdgeFerError:
         gpu = {"gpu": "", "compute_capability": ""}
     logger = trt.Logger(trt.Logger.WARNING)
@@ -265,6 +280,7 @@ def build_engine(onnx_path: Path | str, settings: EngineSettings, info: ModelInf
         "tensorrt_version": trt.__version__,
         **gpu,
         "l4t_release": l4t_release(),
+        "jetpack": jetpack_release(l4t_release()),
         "precision": settings.precision,
         "int8_mode": int8_mode,
         "dla": {"core": settings.dla_core, "gpu_fallback": settings.gpu_fallback}

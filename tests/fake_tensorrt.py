@@ -16,6 +16,7 @@ DLA numerics.  Every build is recorded in ``FakeState.builds`` for assertions.
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import importlib.abc
 import importlib.util
@@ -594,12 +595,105 @@ class _AutoinitLoader(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.device = Device(0)
 
 
+# ----------------------------------------------------------------------------- cuda-python (cuda.bindings.runtime)
+
+
+class cudaError_t(enum.IntEnum):
+    cudaSuccess = 0
+    cudaErrorMemoryAllocation = 2
+    cudaErrorInvalidValue = 1
+    cudaErrorIllegalAddress = 700
+
+
+class cudaMemcpyKind(enum.IntEnum):
+    cudaMemcpyHostToHost = 0
+    cudaMemcpyHostToDevice = 1
+    cudaMemcpyDeviceToHost = 2
+
+
+class cudaStream_t:
+    """An opaque stream whose ``int()`` is the handle TensorRT's execute_async_v3 takes, as in cuda-python."""
+
+    def __init__(self, handle: int) -> None:
+        self.handle = handle
+
+    def __int__(self) -> int:
+        return self.handle
+
+
+class cudaDeviceProp:
+    def __init__(self) -> None:
+        self.name = STATE.gpu.encode() + b"\x00" * 4  # a fixed-size char array in C
+        self.major, self.minor = STATE.compute_capability
+
+
+def cudaGetDeviceProperties(device: int):
+    return (cudaError_t.cudaSuccess, cudaDeviceProp()) if device == 0 else (cudaError_t.cudaErrorInvalidValue, None)
+
+
+def cudaMalloc(size: int):
+    address = STATE.next_address
+    STATE.memory[address] = np.zeros(int(size), np.uint8)
+    STATE.next_address += (int(size) + 255) // 256 * 256 + 256
+    return cudaError_t.cudaSuccess, address
+
+
+HOST_PINNED: list[np.ndarray] = []  # keeps cudaMallocHost buffers alive (the real ones live until cudaFreeHost)
+
+
+def cudaMallocHost(size: int):
+    buf = np.zeros(int(size), np.uint8)
+    HOST_PINNED.append(buf)
+    return cudaError_t.cudaSuccess, buf.ctypes.data
+
+
+def _copy(dst: int, src: int, count: int, kind: cudaMemcpyKind) -> cudaError_t:
+    """Real byte copies between host addresses and the fake device memory."""
+    try:
+        if kind == cudaMemcpyKind.cudaMemcpyHostToDevice:
+            ctypes.memmove(STATE.allocation(int(dst), count).ctypes.data, int(src), count)
+        elif kind == cudaMemcpyKind.cudaMemcpyDeviceToHost:
+            ctypes.memmove(int(dst), STATE.allocation(int(src), count).ctypes.data, count)
+        else:
+            return cudaError_t.cudaErrorInvalidValue
+    except RuntimeError:
+        return cudaError_t.cudaErrorIllegalAddress
+    return cudaError_t.cudaSuccess
+
+
+def cudaMemcpy(dst: int, src: int, count: int, kind: cudaMemcpyKind):
+    return (_copy(dst, src, count, kind),)
+
+
+def cudaMemcpyAsync(dst: int, src: int, count: int, kind: cudaMemcpyKind, stream: cudaStream_t):
+    if int(stream) not in STATE.streams:
+        return (cudaError_t.cudaErrorInvalidValue,)
+    STATE.streams[int(stream)].append(lambda: _copy(dst, src, count, kind))  # reads the host buffer when it runs
+    return (cudaError_t.cudaSuccess,)
+
+
+def cudaStreamCreate():
+    handle = 0x6000 + len(STATE.streams)
+    STATE.streams[handle] = []
+    return cudaError_t.cudaSuccess, cudaStream_t(handle)
+
+
+def cudaStreamSynchronize(stream: cudaStream_t):
+    queue = STATE.streams[int(stream)]
+    while queue:
+        queue.pop(0)()
+    return (cudaError_t.cudaSuccess,)
+
+
 STATE = FakeState()
 
 
 def install(monkeypatch, version: str = "10.3.0", gpu: str = "Orin", compute_capability: tuple[int, int] = (8, 7),
-            dla_cores: int = 2, pycuda: bool = True) -> FakeState:
-    """Put fake ``tensorrt`` (and ``pycuda``) into ``sys.modules`` for one test; returns the fresh state."""
+            dla_cores: int = 2, pycuda: bool = True, cuda_python: bool = False) -> FakeState:
+    """Put fake ``tensorrt`` (and ``pycuda`` and/or cuda-python) into ``sys.modules`` for one test.
+
+    Without ``cuda_python`` the ``cuda`` package is made unimportable, so a real one on the host cannot leak in.
+    """
     global STATE
     STATE = FakeState(version=version, gpu=gpu, compute_capability=compute_capability, dla_cores=dla_cores)
     trt = types.ModuleType("tensorrt")
@@ -610,6 +704,7 @@ def install(monkeypatch, version: str = "10.3.0", gpu: str = "Orin", compute_cap
         setattr(trt, obj.__name__, obj)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.delitem(sys.modules, "pycuda.autoinit", raising=False)
+    _install_cuda_python(monkeypatch, cuda_python)
     if not pycuda:
         monkeypatch.setitem(sys.modules, "pycuda", None)  # import fails like an absent package
         monkeypatch.setitem(sys.modules, "pycuda.driver", None)
@@ -625,6 +720,23 @@ def install(monkeypatch, version: str = "10.3.0", gpu: str = "Orin", compute_cap
     monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
     monkeypatch.setattr(sys, "meta_path", [_AutoinitLoader(), *sys.meta_path])
     return STATE
+
+
+def _install_cuda_python(monkeypatch, present: bool) -> None:
+    names = ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart")
+    if not present:
+        for name in names:
+            monkeypatch.setitem(sys.modules, name, None)
+        return
+    runtime = types.ModuleType("cuda.bindings.runtime")
+    for obj in (cudaError_t, cudaMemcpyKind, cudaStream_t, cudaGetDeviceProperties, cudaMalloc, cudaMallocHost,
+                cudaMemcpy, cudaMemcpyAsync, cudaStreamCreate, cudaStreamSynchronize):
+        setattr(runtime, obj.__name__, obj)
+    package, bindings = types.ModuleType("cuda"), types.ModuleType("cuda.bindings")
+    package.__path__, bindings.__path__ = [], []
+    package.bindings, bindings.runtime = bindings, runtime
+    for name, module in zip(names, (package, bindings, runtime, None), strict=True):
+        monkeypatch.setitem(sys.modules, name, module)
 
 
 def uninstall() -> None:

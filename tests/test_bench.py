@@ -119,11 +119,12 @@ def test_jetson_bench_runs_engines_and_samples_power(tiny_checkpoint: Path, tmp_
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert set(res["rows"]) == {"torch fp32", "tensorrt fp16", "tensorrt int8"}
     assert res["rows"]["tensorrt int8"]["settings"]["tensorrt_version"] == "10.3.0"
-    assert res["jetson"] == {"nvpmodel": "15W", "jetson_clocks": "off (GPU clock scales)", "tegrastats": "sampled"}
+    assert res["jetson"]["nvpmodel"] == "15W" and res["jetson"]["tegrastats"] == "sampled"
+    assert res["jetson"]["jetson_clocks"] == "off (GPU clock scales)"
     for row in res["rows"].values():
         energy = row["latency"][0]["energy"]
         assert energy["samples"] >= 2 and energy["power_mw"] == 6000.0 and energy["gpu_load_pct"] == 47.0
-        assert energy["energy_mj_per_image"] == pytest.approx(6000.0 * energy["seconds"] / energy["images"], rel=1e-3)
+        assert energy["energy_mj_per_image"] == pytest.approx(6000.0 * energy["seconds"] / energy["images"], rel=5e-3)
     assert sorted(p.name for p in (tmp_path / "cache").rglob("*.engine")) == [
         "fernet-fp16.engine", "fernet-int8-embedded.engine"]
     report = (tmp_path / "out" / "report.md").read_text()

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from edge_fer.backends import open_runner
 from edge_fer.build import build_intel, build_jetson, check_intel_precision, check_target_options
-from edge_fer.build_tensorrt import EngineSettings, check_jetson_precision, l4t_release
+from edge_fer.build_tensorrt import EngineSettings, check_jetson_precision, jetpack_release, l4t_release
 from edge_fer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edge_fer.cli import app
 from edge_fer.data.faces import embedded_faces
@@ -319,8 +319,21 @@ def test_missing_tensorrt_or_pycuda_is_one_clear_line(monkeypatch, tiny_onnx, tm
     fake_tensorrt.install(monkeypatch, pycuda=False)
     build_jetson(tiny_onnx, tmp_path / "m.engine", EngineSettings("fp16"))  # building needs no pycuda
     assert json.loads((tmp_path / "m.engine.json").read_text())["gpu"] == ""
-    with pytest.raises(EdgeFerError, match="pycuda is not installed"):
+    with pytest.raises(EdgeFerError, match="neither pycuda nor cuda-python is installed"):
         open_runner(tmp_path / "m.engine")
+
+
+def test_cuda_python_serves_where_pycuda_is_absent(monkeypatch, tiny_onnx, tmp_path, faces):
+    """Newer JetPack images ship cuda-python rather than pycuda: the same engine runs through it."""
+    fake_tensorrt.install(monkeypatch, pycuda=False, cuda_python=True)
+    engine = tmp_path / "m.engine"
+    build_jetson(tiny_onnx, engine, EngineSettings("fp16"))
+    assert json.loads((tmp_path / "m.engine.json").read_text())["gpu"] == "Orin"  # GPU facts via cuda-python
+    runner = open_runner(engine)
+    assert runner.settings["cuda_binding"] == "cuda-python" and runner.settings["compute_capability"] == "8.7"
+    batch = preprocess(faces[:3], runner.info.preprocessing)
+    np.testing.assert_allclose(runner(batch), ort_logits(tiny_onnx, batch), atol=0.05)  # fp16 rounding
+    fake_tensorrt.uninstall()
 
 
 def test_tensorrt8_explicit_batch_and_implicit_int8_calibrator(monkeypatch, tiny_onnx, tmp_path, faces):
@@ -378,7 +391,9 @@ def test_output_checks_leave_nothing_behind(trt, tiny_onnx, tmp_path):
 def test_l4t_release_is_read_when_present(tmp_path):
     release = tmp_path / "nv_tegra_release"
     release.write_text("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: x\n")
-    assert l4t_release(release) == "R35.4.1"
+    assert l4t_release(release) == "R35.4.1" and jetpack_release("R35.4.1") == "5.1.2"
+    assert jetpack_release("R36.4.3") == "6.2" and jetpack_release("R99.1.0") == "unknown (L4T R99.1.0)"
+    assert jetpack_release("") == ""
     assert l4t_release(tmp_path / "absent") == ""
 
 

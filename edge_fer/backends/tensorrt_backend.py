@@ -5,10 +5,10 @@ it carries no edge-fer metadata; both facts live in the sidecar written by
 ``edge-fer build --target jetson``.  The sidecar is checked *before* deserialising,
 so a copied engine fails with "rebuild it" instead of TensorRT's generic refusal.
 
-TensorRT and pycuda are imported lazily (they exist only on the Jetson).  I/O uses
-the name-based tensor API (TensorRT >= 8.5): one page-locked host buffer and one
-device buffer per tensor, sized for the profile's largest batch, and
-``execute_async_v3`` on a CUDA stream.
+TensorRT and the CUDA binding (pycuda, else cuda-python: :mod:`.cuda_memory`) are
+imported lazily (they exist only on the Jetson).  I/O uses the name-based tensor
+API (TensorRT >= 8.5): one page-locked host buffer and one device buffer per
+tensor, sized for the profile's largest batch, and ``execute_async_v3`` on a CUDA stream.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_fer.artifact import ModelInfo
+from edge_fer.backends.cuda_memory import CudaMemory, open_cuda
 from edge_fer.errors import EdgeFerError
 
 SIDECAR_SUFFIX = ".json"
@@ -44,24 +45,6 @@ def import_tensorrt(where: str):
     if version < MIN_VERSION or version[0] > MAX_MAJOR:
         raise EdgeFerError(f"TensorRT {trt.__version__}: edge-fer supports TensorRT 8.5 to 10.x")
     return trt
-
-
-def import_pycuda():
-    """``pycuda.driver`` with a CUDA context made current (``pycuda.autoinit``), or a one-line error."""
-    try:
-        import pycuda.autoinit  # noqa: F401  (creates and activates a context on GPU 0)
-        import pycuda.driver as cuda
-    except ImportError:
-        raise EdgeFerError("pycuda is not installed: pip install 'edge-fer[jetson]' on the Jetson "
-                           "(edge-fer allocates TensorRT's input/output buffers with pycuda)") from None
-    return cuda
-
-
-def gpu_facts(cuda) -> dict[str, str]:
-    """Name and compute capability of GPU 0: an engine is only valid on the GPU it was built for."""
-    device = cuda.Device(0)
-    major, minor = device.compute_capability()
-    return {"gpu": str(device.name()), "compute_capability": f"{major}.{minor}"}
 
 
 def read_sidecar(engine: Path) -> dict:
@@ -95,12 +78,12 @@ class TensorRTRunner:
 
     engine: object
     context: object
-    cuda: object
+    cuda: CudaMemory
     stream: object
     input_name: str
     output_name: str
     host: dict[str, np.ndarray]
-    device: dict[str, object]
+    device: dict[str, int]
     min_batch: int
     max_batch: int
     info: ModelInfo
@@ -116,8 +99,8 @@ class TensorRTRunner:
             raise EdgeFerError(f"{path}: this is the DeepStream variant (grey 1-channel input, softmax output) for "
                                "nvinfer; run the main engine next to it instead")
         trt = import_tensorrt("run the engine on the Jetson that built it")
-        cuda = import_pycuda()
-        here = {"tensorrt_version": trt.__version__, **gpu_facts(cuda)}
+        cuda = open_cuda()
+        here = {"tensorrt_version": trt.__version__, **cuda.facts()}
         check_compatible(path, built, here)
         data = path.read_bytes()
         if built.get("engine_sha256") and hashlib.sha256(data).hexdigest() != built["engine_sha256"]:
@@ -147,17 +130,17 @@ class TensorRTRunner:
             min_batch = max_batch = shape[0]
         context = engine.create_execution_context()
         host: dict[str, np.ndarray] = {}
-        device: dict[str, object] = {}
+        device: dict[str, int] = {}
         for name in names:
             dims = tuple(engine.get_tensor_shape(name))
-            host[name] = cuda.pagelocked_empty((max_batch, *dims[1:]), trt.nptype(engine.get_tensor_dtype(name)))
-            device[name] = cuda.mem_alloc(host[name].nbytes)
-            if not context.set_tensor_address(name, int(device[name])):
+            host[name] = cuda.host_empty((max_batch, *dims[1:]), trt.nptype(engine.get_tensor_dtype(name)))
+            device[name] = cuda.alloc(host[name].nbytes)
+            if not context.set_tensor_address(name, device[name]):
                 raise EdgeFerError(f"{path}: TensorRT rejected the buffer address of tensor {name!r}")
         info = ModelInfo.from_strings(built["metadata"], str(sidecar_path(path)))
-        settings = {"tensorrt_version": trt.__version__, **here, "dla": dla or None,
+        settings = {"tensorrt_version": trt.__version__, **here, "cuda_binding": cuda.name, "dla": dla or None,
                     "batch_range": [min_batch, max_batch], "layer_precisions": built.get("layers", {}).get("summary")}
-        return cls(engine, context, cuda, cuda.Stream(), input_name, output_name, host, device, min_batch,
+        return cls(engine, context, cuda, cuda.stream(), input_name, output_name, host, device, min_batch,
                    max_batch, info, str(built.get("precision", "")), settings=settings)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -175,9 +158,9 @@ class TensorRTRunner:
         host_in[n:rows] = 0
         if not self.context.set_input_shape(self.input_name, (rows, *host_in.shape[1:])):
             raise EdgeFerError(f"batch {rows} is outside the engine's profile ({self.min_batch}..{self.max_batch})")
-        cuda.memcpy_htod_async(self.device[self.input_name], host_in[:rows], self.stream)
-        if not self.context.execute_async_v3(self.stream.handle):
+        cuda.copy_in_async(self.device[self.input_name], host_in[:rows], self.stream)
+        if not self.context.execute_async_v3(cuda.handle(self.stream)):
             raise EdgeFerError("TensorRT execution failed (see its log above)")
-        cuda.memcpy_dtoh_async(host_out[:rows], self.device[self.output_name], self.stream)
-        self.stream.synchronize()
+        cuda.copy_out_async(host_out[:rows], self.device[self.output_name], self.stream)
+        cuda.sync(self.stream)
         return host_out[:n].astype(np.float32, copy=True)
