@@ -20,7 +20,7 @@ import torch
 from typer.testing import CliRunner
 
 from edge_fer.backends import open_runner
-from edge_fer.build import build_intel, build_jetson, check_intel_precision, check_target_options
+from edge_fer.build import CHECK_FACES, build_intel, build_jetson, check_intel_precision, check_target_options
 from edge_fer.build_tensorrt import EngineSettings, check_jetson_precision, jetpack_release, l4t_release
 from edge_fer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edge_fer.cli import app
@@ -143,6 +143,36 @@ def test_intel_fp32_ir_is_fp32_with_metadata_and_report(tiny_onnx, tmp_path, fac
     assert runner.precision == "fp32" and runner.info.classes == CLASSES
     batch = preprocess(faces[:3], runner.info.preprocessing)
     np.testing.assert_allclose(runner(batch), ort_logits(tiny_onnx, batch), atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def reference_onnx(tmp_path_factory) -> Path:
+    """The shipped reference model (224 px, width 1.0), exported and verified like a user would."""
+    from edge_fer.defaults import REFERENCE_MODEL
+
+    out = tmp_path_factory.mktemp("reference") / "fernet.onnx"
+    export_checkpoint(load_checkpoint(REFERENCE_MODEL), out, embedded_faces()[:8])
+    return out
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16", "int8"])
+def test_intel_builds_of_the_reference_model_run_as_reported(reference_onnx, fer_mini, tmp_path, precision):
+    """Each precision of the real model builds, runs and reads back what it computes in (fp16/bf16 only where the
+    CPU has them: elsewhere the report says fp32); the IR stays within tolerance of ONNX Runtime."""
+    report = build_intel(reference_onnx, tmp_path / "ir", precision, threads=2,
+                         calib=str(fer_mini / "val") if precision == "int8" else None, size=64)
+    names = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "i8": "int8"}
+    assert report["requested_precision"] == precision and report["compiled"] is True
+    if precision in ("fp32", "int8"):
+        assert report["actual_precision"] == precision
+    else:
+        assert report["actual_precision"] == names[report["inference_precision"]]
+        assert ("warning" in report) == (report["actual_precision"] != precision)
+    runner = open_runner(tmp_path / "ir" / "model.xml", precision=None if precision == "int8" else precision)
+    assert runner.precision == report["actual_precision"] and runner.info.img_size == 224
+    check = report["check_vs_onnx"]
+    assert check["n"] == CHECK_FACES and check["top1_agreement"] >= (1.0 if precision == "fp32" else 0.75)
+    assert check["max_abs_logit_diff"] < (1e-3 if precision == "fp32" else 2.0)
 
 
 def test_intel_bf16_records_what_the_cpu_really_computes(tiny_onnx, tmp_path):
