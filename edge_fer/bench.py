@@ -94,7 +94,7 @@ def parity(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | No
     cmp = compare_logits(reference, candidate)
     p, q = softmax(reference.astype(np.float64)), softmax(candidate.astype(np.float64))
     kl = float(np.mean(np.sum(p * (np.log(p + 1e-12) - np.log(q + 1e-12)), axis=1)))
-    out = {**cmp.to_dict(), "kl_softmax": kl}
+    out = {**cmp.to_dict(), "kl_softmax": kl, **margins(reference, candidate)}
     if labels is not None:
         ref_m = compute_metrics(reference, labels, classes)
         cand_m = compute_metrics(candidate, labels, classes)
@@ -105,6 +105,21 @@ def parity(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | No
                                    for c in classes},
             "confusion": cand_m.confusion.tolist(),
         })
+    return out
+
+
+def margins(reference: np.ndarray, candidate: np.ndarray) -> dict:
+    """How close to a tie the float model was, overall and where ``candidate`` disagrees with it.
+
+    Agreement depends on the model as much as on the quantizer: an image whose top-2
+    float logits are closer than the quantization error flips on noise alone.
+    """
+    top2 = np.sort(reference, axis=1)[:, -2:]
+    gap = top2[:, 1] - top2[:, 0]
+    flipped = reference.argmax(1) != candidate.argmax(1)
+    out = {"float_top2_gap_median": float(np.median(gap)) if len(gap) else 0.0}
+    if flipped.any():
+        out["flipped_top2_gap_median"] = float(np.median(gap[flipped]))
     return out
 
 

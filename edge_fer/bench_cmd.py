@@ -349,6 +349,13 @@ def report_markdown(results: dict) -> str:
         lines += [f"| {name} | {lat['batch']} | {lat['energy'].get('power_mw', '-')} | "
                   f"{lat['energy'].get('energy_mj_per_image', '-')} | {lat['energy'].get('gpu_load_pct', '-')} | "
                   f"{lat['energy'].get('max_temp_c', '-')} |" for name, lat in energy]
+    flips = [(name, row) for name, row in results["rows"].items() if "flipped_top2_gap_median" in row]
+    if flips:
+        gap = results["rows"]["torch fp32"]["float_top2_gap_median"]
+        lines += ["", f"Where rows disagree with float, the float model was nearly tied: median top-1/top-2 logit gap "
+                      f"of the flipped images vs {gap:.3f} over all images:", ""]
+        lines += [f"* {name}: {row['flipped_top2_gap_median']:.3f} ({1 - row['top1_agreement']:.1%} flipped, mean "
+                  f"abs dlogit {row['mean_abs_logit_diff']:.3f})" for name, row in flips]
     lines += ["", "Settings per row (threads, streams, inference precision read back from the runtime):", ""]
     lines += [f"* {name}: `{json.dumps(row['settings'], default=str)}`" for name, row in results["rows"].items()]
     timing = results.get("timing", {})
