@@ -29,7 +29,7 @@ from edge_fer.data.dataset import SkipReport, load_images, scan_folder
 from edge_fer.data.faces import EMBEDDED_NAME, embedded_faces
 from edge_fer.errors import EdgeFerError
 from edge_fer.plots import plot_confusions_side_by_side
-from edge_fer.quantize import weight_range
+from edge_fer.quantize import RECIPE, weight_range
 from edge_fer.tegrastats import TegraStats, power_state
 
 CALIB_SIZE = 512  # images sampled when --calib is a folder (seed 0), as edge-fer quantize does
@@ -85,8 +85,9 @@ def _artifact(cache: Path, checkpoint: Path, backend: str, precision: str, calib
               calib_key: str, log) -> Path:
     """Build the artifact for (backend, precision) unless the cache already has it.
 
-    INT8 artifacts are named after the calibration set too (``calib_key``) and, on
-    CPUs, the weight range, so a different calibration never reuses a stale INT8 model.
+    INT8 artifacts are named after the calibration set and the quantization recipe
+    too (``calib_key``) and, on CPUs, the weight range, so a different calibration
+    or a changed quantizer never reuses a stale INT8 model.
     """
     from edge_fer.build import build_intel_float
     from edge_fer.export import export_checkpoint
@@ -204,7 +205,7 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
         images, skips, data_name = embedded_faces(), SkipReport(), EMBEDDED_NAME
     # Calibrate on a separate set (never on the images accuracy is measured on).
     calib, calib_desc = load_calibration(opts.calib, CALIB_SIZE, 0, SkipReport())
-    calib_key = (calib_desc["manifest_sha256"] or "embedded")[:12]
+    calib_key = (calib_desc["manifest_sha256"] or "embedded")[:12] + f"-r{RECIPE}"
     torch_device = "cuda" if opts.device == "jetson" and _cuda() else "cpu"
     runners: dict[str, Runner] = {"torch fp32": open_runner(checkpoint, device=torch_device, threads=opts.threads)}
     for backend, precision in selected:

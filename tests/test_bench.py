@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from edge_fer.bench import verdict
 from edge_fer.cli import app
+from edge_fer.quantize import RECIPE
 
 
 def _bench(ckpt: Path, tmp_path: Path, *extra: str):
@@ -129,6 +130,6 @@ def test_jetson_bench_runs_engines_and_samples_power(tiny_checkpoint: Path, tmp_
         assert energy["samples"] >= 2 and energy["power_mw"] == 6000.0 and energy["gpu_load_pct"] == 47.0
         assert energy["energy_mj_per_image"] == pytest.approx(6000.0 * energy["seconds"] / energy["images"], rel=5e-3)
     assert sorted(p.name for p in (tmp_path / "cache").rglob("*.engine")) == [
-        "fernet-fp16.engine", "fernet-int8-embedded.engine"]
+        "fernet-fp16.engine", f"fernet-int8-embedded-r{RECIPE}.engine"]
     report = (tmp_path / "out" / "report.md").read_text()
     assert "Energy (tegrastats" in report and "nvpmodel 15W" in report

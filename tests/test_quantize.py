@@ -61,8 +61,14 @@ def test_cpu_loads_in_ort_with_metadata_and_report(tiny_onnx, calib, tmp_path):
     # the stem (reads the uint8-quantized image) stays float on cpu: int16 saturation without VNNI
     model = onnx.load(str(tmp_path / "m.int8.onnx"))
     stem = next(n for n in model.graph.node if n.op_type == "Conv")
-    assert [k["node"] for k in saved["input_layer_float"]] == [stem.name] and "VNNI" in saved["input_layer_float"][0][
-        "reason"]
+    kept = {k["node"]: k["reason"] for k in saved["cpu_float"]}
+    assert "VNNI" in kept[stem.name]
+    gates = [n for n, why in kept.items() if why.startswith("attention gate")]
+    assert {n.op_type for n in model.graph.node if n.name in gates} >= {"Sigmoid", "Mul", "ReduceMean", "ReduceMax"}
+    assert all("cbam" in n for n in gates)  # the walk stops at the gated feature map: no trunk conv is caught
+    sigmoid_out = {o for n in model.graph.node if n.op_type == "Sigmoid" for o in n.output}
+    assert sigmoid_out and not any(n.op_type == "QuantizeLinear" and n.input[0] in sigmoid_out
+                                   for n in model.graph.node)  # the gate itself is never quantized
     producers = {o: n.op_type for n in model.graph.node for o in n.output}
     assert producers.get(stem.input[1]) != "DequantizeLinear"
     assert saved["float_vs_int8_heldout"]["top1_agreement"] >= 0.75
