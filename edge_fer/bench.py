@@ -40,6 +40,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def current_rss_mb() -> float:
+    """Resident memory now (Linux /proc; 0 elsewhere): the growth while a runner opens is its footprint."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def time_interleaved(runners: dict[str, Runner], batch: np.ndarray, warmup: int, iters: int,
                      tick: Callable[[], None] | None = None, seconds: float | None = None) -> dict[str, Latency]:
     """Time every runner on ``batch``: first (cold) call, ``warmup`` untimed rounds, then timed rounds.

@@ -21,7 +21,7 @@ from edge_fer import __version__, hostcpu
 from edge_fer.atomic import write_json, write_text
 from edge_fer.backends import open_runner
 from edge_fer.backends.base import Runner
-from edge_fer.bench import all_logits, measure_energy, parity, peak_rss_mb, time_interleaved, verdict
+from edge_fer.bench import all_logits, current_rss_mb, measure_energy, parity, peak_rss_mb, time_interleaved, verdict
 from edge_fer.bench_remote import Remote, run_remote
 from edge_fer.calibration import load_calibration
 from edge_fer.checkpoint import load_checkpoint, sha256_file, weights_path
@@ -38,7 +38,8 @@ CALIB_SIZE = 512  # images sampled when --calib is a folder (seed 0), as edge-fe
 # (on CUDA where there is one: the Jetson's float reference).
 DEVICE_ROWS = {
     "cpu": [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("onnxruntime", "int8-naive")],
-    "intel": [("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"), ("onnxruntime", "fp32")],
+    "intel": [("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"), ("openvino", "default"),
+              ("onnxruntime", "fp32")],
     "jetson": [("tensorrt", "fp16"), ("tensorrt", "int8")],
 }
 ENGINE_MAX_BATCH = 32  # TensorRT profile maximum for bench engines (accuracy runs in batches of 32)
@@ -207,20 +208,26 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
     calib, calib_desc = load_calibration(opts.calib, CALIB_SIZE, 0, SkipReport())
     calib_key = (calib_desc["manifest_sha256"] or "embedded")[:12] + f"-r{RECIPE}"
     torch_device = "cuda" if opts.device == "jetson" and _cuda() else "cpu"
+    rss = current_rss_mb()
     runners: dict[str, Runner] = {"torch fp32": open_runner(checkpoint, device=torch_device, threads=opts.threads)}
+    footprint = {"torch fp32": {"model_bytes": artifact_bytes(checkpoint), "rss_open_mb": current_rss_mb() - rss}}
     for backend, precision in selected:
         def build(backend=backend, precision=precision) -> Path:
             return _artifact(cache, checkpoint, backend, precision, calib, calib_key,
                              lambda m: console.print(f"[dim]{m}[/]"))
 
-        runners[f"{backend} {precision}"] = _open(build(), backend, precision, opts.threads, build)
+        path = build()
+        rss = current_rss_mb()
+        runners[f"{backend} {precision}"] = _open(path, backend, precision, opts.threads, build)
+        footprint[f"{backend} {precision}"] = {"model_bytes": artifact_bytes(path),
+                                               "rss_open_mb": current_rss_mb() - rss}
     console.print(f"accuracy parity on {len(images)} images ({data_name})")
     logits = all_logits(runners, images, 32)
     reference = logits["torch fp32"]
     rows: dict[str, dict] = {}
     for name, runner in runners.items():
         rows[name] = {"backend": runner.backend, "precision": runner.precision, "settings": runner.settings,
-                      **parity(reference, logits[name], labels, ckpt.classes)}
+                      **footprint[name], **parity(reference, logits[name], labels, ckpt.classes)}
     spec = ckpt.preprocessing
     from edge_fer.data.preprocessing import preprocess
 
@@ -290,6 +297,12 @@ def run_bench_remote(checkpoint: Path, opts: BenchOptions, remote: Remote, conso
     return results
 
 
+def artifact_bytes(path: Path) -> int:
+    """Size on disk of what a backend loads (an OpenVINO IR is its .xml plus .bin)."""
+    files = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+    return sum(f.stat().st_size for f in files if f.is_file())
+
+
 def _cuda() -> bool:
     import torch
 
@@ -329,14 +342,15 @@ def report_markdown(results: dict) -> str:
              f"* gate: drop <= {results['gate']['max_drop_pt']} pt, agreement >= "
              f"{results['gate']['min_agreement']:.2%}: **{'PASS' if results['passed'] else 'FAIL'}**", "",
              "| backend | precision | batch | median ms | p90 ms | p99 ms | img/s | cold ms | speed-up vs torch | "
-             "accuracy | drop pt | agreement | max abs dlogit | KL | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "model MB | +RSS MB | accuracy | drop pt | agreement | max abs dlogit | KL | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in results["rows"].items():
         for lat in row.get("latency", []):
             lines.append(
                 f"| {name.split()[0]} | {_precision(name, row)} | {lat['batch']} | {lat['median_ms']:.2f} | "
                 f"{lat['p90_ms']:.2f} | {lat['p99_ms']:.2f} | {lat['throughput_ips']:.0f} | {lat['cold_ms']:.1f} | "
-                f"{lat['speedup_vs_torch']:.2f}x | {_fmt(row, 'accuracy', '.2%')} | "
+                f"{lat['speedup_vs_torch']:.2f}x | {row['model_bytes'] / 1e6:.1f} | {row['rss_open_mb']:.0f} | "
+                f"{_fmt(row, 'accuracy', '.2%')} | "
                 f"{_fmt(row, 'accuracy_drop_pt', '+.2f')} | {row['top1_agreement']:.2%} | "
                 f"{row['max_abs_logit_diff']:.3f} | {row['kl_softmax']:.2e} | {row['verdict']} |")
     energy = [(name, lat) for name, row in results["rows"].items() for lat in row.get("latency", [])

@@ -11,7 +11,7 @@ Three targets, one calibration set, one report:
     So activations are uint8 (asymmetric), weights int8 symmetric.  On CPUs
     without VNNI the weights use 7 bits (``reduce_range``, :func:`weight_range`):
     measured on FER+ test (AVX2 EPYC), top-1 agreement with float 91.5% -> 93.2%
-    and ORT INT8 latency 8.6 -> 7.0 ms.  The input conv and the CBAM/SE attention
+    and ORT INT8 latency 8.6 -> 7.0 ms (one interleaved run).  The input conv and the CBAM/SE attention
     gates stay float (:func:`cpu_float_nodes`): ORT has no int8 reductions, so a
     quantized gate only adds Quantize/Dequantize work.
 ``jetson``

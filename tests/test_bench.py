@@ -63,6 +63,8 @@ def test_intel_bench_on_embedded_faces_reports_real_precisions(tiny_checkpoint: 
     assert rows["openvino fp32"]["settings"]["inference_precision"] == "f32"
     assert rows["openvino bf16"]["settings"]["inference_precision"] in ("bf16", "f32")  # f32 where no bf16 HW
     assert rows["openvino int8"]["precision"] == "int8"
+    assert rows["openvino default"]["precision"] in ("bf16", "fp32")  # OpenVINO's own choice, read back
+    assert all(r["model_bytes"] > 0 and "rss_open_mb" in r for r in rows.values())
     assert "accuracy" not in rows["openvino fp32"]  # unlabelled faces: agreement only
     assert rows["openvino fp32"]["top1_agreement"] == 1.0
 

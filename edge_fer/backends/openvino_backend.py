@@ -18,7 +18,9 @@ from edge_fer.errors import EdgeFerError
 
 # Requested precision -> INFERENCE_PRECISION_HINT for the float parts of the graph.
 # INT8 IRs keep f32 for their float parts (attention, head) so INT8 is the only change vs float.
-PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
+# "default" sets no hint: whatever OpenVINO picks by itself (bf16 on AVX-512 BF16/AMX CPUs), read back;
+# edge-fer bench shows it as the naive baseline.
+PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32", "default": None}
 
 
 def reported(compiled: ov.CompiledModel, name: str):
@@ -61,7 +63,9 @@ class OpenVinoRunner:
         requested = precision or weights
         if requested not in PRECISION_HINTS:
             raise EdgeFerError(f"--precision {requested!r}: use one of {', '.join(PRECISION_HINTS)}")
-        config: dict = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[requested], "PERFORMANCE_HINT": hint}
+        config: dict = {"PERFORMANCE_HINT": hint}
+        if PRECISION_HINTS[requested]:
+            config["INFERENCE_PRECISION_HINT"] = PRECISION_HINTS[requested]
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         if cache_dir:
