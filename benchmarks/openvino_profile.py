@@ -1,7 +1,7 @@
 """Cross-check the OpenVINO rows of the recorded bench with ``benchmark_app`` and profile them (``-pc``).
 
 For the reference model's fp32 and INT8 IRs in the bench cache: median latency
-from ``benchmark_app`` (batch 1, latency hint, 2 threads, f32 inference
+from ``benchmark_app`` (batch 1, one stream, 2 threads, f32 inference
 precision) beside ``edge-fer bench``'s median for the same IR, plus the time per
 layer type from benchmark_app's average performance counters.  Writes
 ``benchmarks/results/<machine>-openvino-profile.md`` (+ .json).
@@ -27,8 +27,9 @@ SECONDS = 15
 
 def run_benchmark_app(xml: Path, report: Path) -> float:
     """Median latency (ms) that benchmark_app reports; its average counters go to ``report``."""
-    cmd = [str(Path(sys.executable).parent / "benchmark_app"), "-m", str(xml), "-d", "CPU", "-hint", "latency",
-           "-nthreads", "2", "-t", str(SECONDS), "-infer_precision", "f32", "-shape", "[1,3,224,224]",
+    cmd = [str(Path(sys.executable).parent / "benchmark_app"), "-m", str(xml), "-d", "CPU",
+           "-hint", "none", "-nstreams", "1", "-nthreads", "2", "-t", str(SECONDS), "-infer_precision", "f32",
+           "-shape", "[1,3,224,224]",
            "-report_type", "average_counters", "-report_folder", str(report)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return float(re.search(r"Median:\s+([\d.]+) ms", out).group(1))
@@ -39,7 +40,7 @@ def layer_types(report: Path) -> dict[str, float]:
     per_type: dict[str, float] = defaultdict(float)
     with open(report / "benchmark_average_counters_report.csv") as f:
         for row in csv.reader(f, delimiter=";"):
-            if len(row) >= 5 and row[1] == "EXECUTED":
+            if len(row) >= 5 and row[1].endswith("EXECUTED"):
                 try:
                     per_type[f"{row[2]} ({row[3]})"] += float(row[4])
                 except ValueError:
@@ -53,21 +54,21 @@ def main() -> None:
     machine = bench_json.name.removesuffix("-intel.json")
     bench = json.loads(bench_json.read_text())
     cache = ROOT / ".edge-fer-cache" / bench["checkpoint_sha256"][:16]
+    int8 = cache.glob(f"fernet-int8-openvino-{bench['calibration']['manifest_sha256'][:12]}*.xml")
     irs = {"openvino fp32": cache / "fernet-fp32.xml",
-           "openvino int8": next(p for p in cache.glob("fernet-int8-openvino-*.xml")
-                                 if p.stem.endswith(bench["calibration"]["manifest_sha256"][:12] + "-w7")
-                                 or p.stem.endswith(bench["calibration"]["manifest_sha256"][:12]))}
+           "openvino int8": max(int8, key=lambda p: p.stat().st_mtime)}  # the one the recorded bench built
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, xml in irs.items():
             report = Path(tmp) / name.replace(" ", "-")
+            report.mkdir()
             median = run_benchmark_app(xml, report)
             ours = next(lat["median_ms"] for lat in bench["rows"][name]["latency"] if lat["batch"] == 1)
             rows[name] = {"ir": xml.name, "benchmark_app_median_ms": median, "edge_fer_bench_median_ms": ours,
                           "ratio": ours / median, "ms_by_layer_type": layer_types(report)}
     (RESULTS / f"{machine}-openvino-profile.json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = [f"# OpenVINO cross-check and profile ({machine})", "",
-             f"`benchmark_app` (batch 1, -hint latency, -nthreads 2, -infer_precision f32, {SECONDS} s) on the "
+             f"`benchmark_app` (batch 1, 1 stream, 2 threads, -infer_precision f32, {SECONDS} s) on the "
              f"IRs that `edge-fer bench --device intel` timed ({bench_json.name}). The bench interleaves all backends, "
              "benchmark_app runs one alone, so expect the bench to be a little slower.", "",
              "| row | benchmark_app median ms | edge-fer bench median ms | bench / benchmark_app |",

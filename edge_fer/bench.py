@@ -55,6 +55,11 @@ def time_interleaved(runners: dict[str, Runner], batch: np.ndarray, warmup: int,
 
     Timed rounds: ``iters`` of them, or with ``seconds`` as many as fit in that
     wall time (at least one), so slow and fast machines get comparable statistics.
+    Each round starts one runner later than the last, so every runner follows every
+    other equally often: a runtime whose worker threads linger after a call (torch's
+    OpenMP spin-wait) slows whichever runs next, and a fixed order would always
+    charge that to the same row (measured: OpenVINO fp32 14.0 ms right after torch,
+    9.7 ms for the same model elsewhere in the order; benchmark_app 9.3 ms).
     """
     results = {}
     for name, run in runners.items():
@@ -65,11 +70,13 @@ def time_interleaved(runners: dict[str, Runner], batch: np.ndarray, warmup: int,
         for run in runners.values():
             run(batch)
     deadline = None if seconds is None else time.perf_counter() + seconds
+    names = list(runners)
     done = 0
     while (done < iters) if deadline is None else (done == 0 or time.perf_counter() < deadline):
-        for name, run in runners.items():
+        shift = done % len(names)
+        for name in names[shift:] + names[:shift]:
             t0 = time.perf_counter()
-            run(batch)
+            runners[name](batch)
             results[name].times_ms.append((time.perf_counter() - t0) * 1000.0)
         done += 1
         if tick is not None:
