@@ -55,11 +55,11 @@ def time_interleaved(runners: dict[str, Runner], batch: np.ndarray, warmup: int,
 
     Timed rounds: ``iters`` of them, or with ``seconds`` as many as fit in that
     wall time (at least one), so slow and fast machines get comparable statistics.
-    Each round starts one runner later than the last, so every runner follows every
-    other equally often: a runtime whose worker threads linger after a call (torch's
-    OpenMP spin-wait) slows whichever runs next, and a fixed order would always
-    charge that to the same row (measured: OpenVINO fp32 14.0 ms right after torch,
-    9.7 ms for the same model elsewhere in the order; benchmark_app 9.3 ms).
+    Each round runs the runners in a fresh (seeded) random order: a runtime whose
+    worker threads linger after a call (torch's OpenMP spin-wait) slows whichever
+    runs next, and a fixed order, or a rotation of one (same successors), always
+    charges that to the same row.  Measured here: the OpenVINO model that always ran
+    right after torch took 13.8 ms, the same model elsewhere in the order 9.5 ms.
     """
     results = {}
     for name, run in runners.items():
@@ -71,10 +71,10 @@ def time_interleaved(runners: dict[str, Runner], batch: np.ndarray, warmup: int,
             run(batch)
     deadline = None if seconds is None else time.perf_counter() + seconds
     names = list(runners)
+    rng = np.random.default_rng(0)
     done = 0
     while (done < iters) if deadline is None else (done == 0 or time.perf_counter() < deadline):
-        shift = done % len(names)
-        for name in names[shift:] + names[:shift]:
+        for name in rng.permutation(names):
             t0 = time.perf_counter()
             runners[name](batch)
             results[name].times_ms.append((time.perf_counter() - t0) * 1000.0)

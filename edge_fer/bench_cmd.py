@@ -257,7 +257,7 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
         "machine": {"platform": platform.platform(), **hostcpu.summary(), "peak_rss_mb": peak_rss_mb()},
         "rows": rows, "passed": all(r["passed"] for r in rows.values()),
         "timing": {"warmup": opts.warmup, "iters": None if opts.seconds else opts.iters, "seconds": opts.seconds,
-                   "interleaved": "rotating order"},
+                   "interleaved": "random order per round (seed 0)"},
     }
     if opts.device == "jetson":
         from edge_fer.build_tensorrt import jetpack_release, l4t_release
@@ -376,7 +376,7 @@ def report_markdown(results: dict) -> str:
     timing = results.get("timing", {})
     rounds = f"{timing['seconds']} s of" if timing.get("seconds") else f"{timing.get('iters')}"
     lines += ["", f"Timing: {timing.get('warmup')} warm-up rounds, then {rounds} interleaved rounds per batch size "
-              "(each round starts one backend later, so every backend follows every other equally often)."]
+              "(a fresh random order each round, so no backend always follows the same one)."]
     if "remote" in results:
         lines += [f"Ran on {results['remote']['host']} over SSH: `{results['remote']['command']}`"]
     return "\n".join(lines) + "\n"
