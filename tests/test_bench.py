@@ -146,6 +146,6 @@ def test_interleaved_rounds_shuffle_so_no_backend_always_follows_the_same_one() 
     result = time_interleaved(runners, np.zeros((1, 3, 8, 8), np.float32), warmup=0, iters=40)
     timed = calls[4:]  # after the four cold calls
     after_a = {timed[i + 1] for i in range(len(timed) - 1) if timed[i] == "a"}
-    assert after_a == {"b", "c", "d"}  # a rotation of one fixed order would always put "b" after "a"
+    assert {"b", "c", "d"} <= after_a  # a rotation of one fixed order would always put "b" after "a"
     assert all(sorted(timed[i:i + 4]) == list("abcd") for i in range(0, len(timed), 4))  # each round runs all once
     assert all(len(r.times_ms) == 40 for r in result.values())
