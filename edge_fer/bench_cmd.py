@@ -10,6 +10,7 @@ import json
 import platform
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +103,8 @@ def _artifact(cache: Path, checkpoint: Path, backend: str, precision: str, calib
         return onnx_fp32
     if backend == "tensorrt":
         return _engine(cache, onnx_fp32, precision, calib, calib_key, log)
-    if weight_range(backend, None)[0]:  # CPU INT8 also depends on the weight range this host's CPU calls for
+    target = {"onnxruntime": "cpu", "openvino": "intel"}[backend]
+    if weight_range(target, None)[0]:  # CPU INT8 also depends on the weight range this host's CPU calls for
         calib_key += "-w7"
     if backend == "onnxruntime":
         path = cache / f"fernet-{precision}-{calib_key}.onnx"
@@ -208,19 +210,18 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
     calib, calib_desc = load_calibration(opts.calib, CALIB_SIZE, 0, SkipReport())
     calib_key = (calib_desc["manifest_sha256"] or "embedded")[:12] + f"-r{RECIPE}"
     torch_device = "cuda" if opts.device == "jetson" and _cuda() else "cpu"
-    rss = current_rss_mb()
-    runners: dict[str, Runner] = {"torch fp32": open_runner(checkpoint, device=torch_device, threads=opts.threads)}
-    footprint = {"torch fp32": {"model_bytes": artifact_bytes(checkpoint), "rss_open_mb": current_rss_mb() - rss}}
+    runners: dict[str, Runner] = {}
+    footprint: dict[str, dict] = {}
+    runners["torch fp32"], footprint["torch fp32"] = _measured_open(
+        checkpoint, partial(open_runner, checkpoint, device=torch_device, threads=opts.threads))
     for backend, precision in selected:
         def build(backend=backend, precision=precision) -> Path:
-            return _artifact(cache, checkpoint, backend, precision, calib, calib_key,
-                             lambda m: console.print(f"[dim]{m}[/]"))
+            return _artifact(cache, checkpoint, backend, precision, calib, calib_key, _log(console))
 
         path = build()
-        rss = current_rss_mb()
-        runners[f"{backend} {precision}"] = _open(path, backend, precision, opts.threads, build)
-        footprint[f"{backend} {precision}"] = {"model_bytes": artifact_bytes(path),
-                                               "rss_open_mb": current_rss_mb() - rss}
+        name = f"{backend} {precision}"
+        runners[name], footprint[name] = _measured_open(
+            path, partial(_open, path, backend, precision, opts.threads, build))
     console.print(f"accuracy parity on {len(images)} images ({data_name})")
     logits = all_logits(runners, images, 32)
     reference = logits["torch fp32"]
@@ -262,8 +263,9 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
     if opts.device == "jetson":
         from edge_fer.build_tensorrt import jetpack_release, l4t_release
 
+        l4t = l4t_release()
         results["jetson"] = {**power_state(), "tegrastats": "sampled" if stats else "not found (no energy figures)",
-                             "l4t": l4t_release(), "jetpack": jetpack_release(l4t_release())}
+                             "l4t": l4t, "jetpack": jetpack_release(l4t)}
     opts.out.mkdir(parents=True, exist_ok=True)
     write_json(opts.out / "results.json", results)
     write_text(opts.out / "report.md", report_markdown(results))
@@ -291,10 +293,22 @@ def run_bench_remote(checkpoint: Path, opts: BenchOptions, remote: Remote, conso
     """The same bench on ``remote`` (see :mod:`edge_fer.bench_remote`); results land in ``opts.out`` here."""
     select_rows(opts.device, opts.backends, opts.precisions)  # a typo fails here, not after the copy
     results, _status = run_remote(remote, weights_path(checkpoint), remote_args(opts), opts.data, opts.calib,
-                                  opts.out, lambda m: console.print(f"[dim]{m}[/]"))
+                                  opts.out, _log(console))
     write_text(opts.out / "report.md", report_markdown(results))
     console.print(results_table(results))
     return results
+
+
+def _log(console: Console):
+    """Progress lines from the build/quantize steps, dimmed under the bench's own output."""
+    return lambda message: console.print(f"[dim]{message}[/]")
+
+
+def _measured_open(path: Path, open_fn) -> tuple[Runner, dict]:
+    """The opened runner, with its artifact's size and the resident memory opening it added."""
+    rss = current_rss_mb()
+    runner = open_fn()
+    return runner, {"model_bytes": artifact_bytes(path), "rss_open_mb": current_rss_mb() - rss}
 
 
 def artifact_bytes(path: Path) -> int:

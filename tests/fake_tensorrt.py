@@ -44,6 +44,13 @@ class FakeState:
     next_address: int = 0x7F0000000000
     streams: dict[int, list] = field(default_factory=dict)
 
+    def alloc(self, nbytes: int) -> int:
+        """Fresh zeroed device bytes at a 256-aligned address (as cudaMalloc aligns), with a guard gap after."""
+        address = self.next_address
+        self.memory[address] = np.zeros(int(nbytes), np.uint8)
+        self.next_address += (int(nbytes) + 255) // 256 * 256 + 256
+        return address
+
     def allocation(self, address: int, nbytes: int) -> np.ndarray:
         """The device bytes [address, address + nbytes); errors like CUDA on an invalid range."""
         for start, buf in self.memory.items():
@@ -533,10 +540,7 @@ def _need_context() -> None:
 
 def mem_alloc(nbytes: int) -> DeviceAllocation:
     _need_context()
-    address = STATE.next_address
-    STATE.memory[address] = np.zeros(int(nbytes), np.uint8)
-    STATE.next_address += (int(nbytes) + 255) // 256 * 256 + 256
-    return DeviceAllocation(address, int(nbytes))
+    return DeviceAllocation(STATE.alloc(nbytes), int(nbytes))
 
 
 def pagelocked_empty(shape, dtype) -> np.ndarray:
@@ -632,10 +636,7 @@ def cudaGetDeviceProperties(device: int):
 
 
 def cudaMalloc(size: int):
-    address = STATE.next_address
-    STATE.memory[address] = np.zeros(int(size), np.uint8)
-    STATE.next_address += (int(size) + 255) // 256 * 256 + 256
-    return cudaError_t.cudaSuccess, address
+    return cudaError_t.cudaSuccess, STATE.alloc(size)
 
 
 HOST_PINNED: list[np.ndarray] = []  # keeps cudaMallocHost buffers alive (the real ones live until cudaFreeHost)
