@@ -7,7 +7,6 @@ hits every backend alike; medians and ratios are quoted, never single runs.
 
 from __future__ import annotations
 
-import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,19 +33,6 @@ class Latency:
         return {"batch": self.batch, "median_ms": median, "p90_ms": float(np.percentile(t, 90)),
                 "p99_ms": float(np.percentile(t, 99)), "mean_ms": float(t.mean()), "std_ms": float(t.std()),
                 "throughput_ips": self.batch * 1000.0 / median, "cold_ms": self.cold_ms, "iters": len(t)}
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def current_rss_mb() -> float:
-    """Resident memory now (Linux /proc; 0 elsewhere): the growth while a runner opens is its footprint."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 def time_interleaved(runners: dict[str, Runner], batch: np.ndarray, warmup: int, iters: int,

@@ -22,13 +22,14 @@ from edge_fer import __version__, hostcpu
 from edge_fer.atomic import write_json, write_text
 from edge_fer.backends import open_runner
 from edge_fer.backends.base import Runner
-from edge_fer.bench import all_logits, current_rss_mb, measure_energy, parity, peak_rss_mb, time_interleaved, verdict
+from edge_fer.bench import all_logits, measure_energy, parity, time_interleaved, verdict
 from edge_fer.bench_remote import Remote, run_remote
 from edge_fer.calibration import load_calibration
 from edge_fer.checkpoint import load_checkpoint, sha256_file, weights_path
 from edge_fer.data.dataset import SkipReport, load_images, scan_folder
 from edge_fer.data.faces import EMBEDDED_NAME, embedded_faces
 from edge_fer.errors import EdgeFerError
+from edge_fer.memory import current_rss_mb, peak_rss_mb
 from edge_fer.plots import plot_confusions_side_by_side
 from edge_fer.quantize import RECIPE, weight_range
 from edge_fer.tegrastats import TegraStats, power_state

@@ -30,6 +30,10 @@ Every output carries the source's edge-fer metadata plus ``edge_fer.precision=in
 is written atomically and is byte-identical for identical inputs.  ``OUT.json``
 next to it records calibration, exclusions, timing, sizes and float-vs-INT8
 agreement on a held-out fifth of the calibration images (never calibrated on).
+
+``--method entropy|percentile`` on the ORT targets clip each activation at a KL-optimal or
+99.99th-percentile |x| from streaming histograms (:mod:`edge_fer.activation_ranges`), so memory
+stays at one batch's activations whatever the calibration set's size.
 """
 
 from __future__ import annotations
@@ -47,16 +51,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edge_fer import hostcpu
+from edge_fer import activation_ranges, hostcpu
 from edge_fer.artifact import ModelInfo
 from edge_fer.atomic import staging_dir, write_json
 from edge_fer.data.preprocessing import preprocess
 from edge_fer.errors import EdgeFerError
 from edge_fer.evaluate import batched_logits, compute_metrics
 from edge_fer.export import compare_logits, save_onnx, set_metadata
+from edge_fer.memory import peak_rss_mb
 
 TARGETS = ("cpu", "jetson", "intel")
-RECIPE = 2  # bumped whenever the same inputs would quantize differently (caches key INT8 artifacts on it)
+RECIPE = 3  # bumped whenever the same inputs would quantize differently (caches key INT8 artifacts on it)
 METHODS = ("minmax", "entropy", "percentile")
 CALIB_BATCH = 8
 HOLDOUT_EVERY = 5  # every 5th calibration image is held out for the agreement check
@@ -160,8 +165,6 @@ def _ort_settings(recipe: OrtRecipe, n_batches: int) -> dict:
         act, extra = QuantType.QInt8, {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
     else:
         act, extra = QuantType.QUInt8, {"WeightSymmetric": True}
-    if method == "percentile":
-        extra["CalibPercentile"] = 99.99
     if method == "minmax":
         # Reduce ranges every few batches: without it ORT keeps every intermediate tensor of every batch
         # (GBs at 224 px with 400+ images); min/max merge exactly, so the result is unchanged.  ORT 1.32
@@ -188,32 +191,6 @@ def prepare_float(proto: onnx.ModelProto, folder: Path) -> Path:
         return prepped
     except Exception:  # shape inference is an optimisation only; quantize the raw graph instead
         return raw
-
-
-def activation_bytes_per_image(model: onnx.ModelProto) -> int:
-    """Float32 bytes of all intermediate tensors for one image (from shape-inferred ``value_info``)."""
-    total = 0
-    for vi in model.graph.value_info:
-        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
-        if dims and all(d > 0 for d in dims[1:]):
-            total += 4 * int(np.prod(dims[1:]))
-    return total
-
-
-def check_histogram_memory(float_path: Path, n_images: int, method: str) -> None:
-    """Entropy/percentile in ORT keep every intermediate tensor of every image until the end: refuse early
-    instead of exhausting memory (minmax reduces as it goes)."""
-    if method == "minmax":
-        return
-    need = activation_bytes_per_image(onnx.load(str(float_path), load_external_data=False)) * n_images
-    try:
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return
-    if need > avail // 2:
-        raise EdgeFerError(f"--method {method}: ONNX Runtime would hold ~{need / 2**30:.1f} GiB of activations for "
-                           f"{n_images} images (free: {avail / 2**30:.1f} GiB); use --method minmax or a smaller "
-                           "calibration set (--size)")
 
 
 INPUT_LAYER_REASON = ("input layer kept float for --target cpu: its uint8 input spans the full 0..255 range, and "
@@ -285,12 +262,14 @@ def cpu_float_nodes(model: onnx.ModelProto) -> dict[str, str]:
 
 
 def ort_quantize(float_path: Path, out: Path, batches: Sequence[np.ndarray], recipe: OrtRecipe,
-                 exclude: Sequence[str]) -> None:
+                 exclude: Sequence[str], ranges: Path) -> None:
     """quantize_static into ``out`` (not atomic: callers write into a temp folder).
 
+    ``ranges`` is the calibration cache: activation ranges are computed on the first call
+    (ORT's minmax, or :mod:`edge_fer.activation_ranges` for entropy/percentile) and read back
+    by every later call with the same float model, batches and recipe (``--max-drop`` retries).
     For ``cpu`` the input layer and the attention gates always stay float (:func:`cpu_float_nodes`).
     """
-    check_histogram_memory(float_path, sum(len(b) for b in batches), recipe.method)
     import logging
 
     from onnxruntime.quantization import quantize_static
@@ -302,8 +281,12 @@ def ort_quantize(float_path: Path, out: Path, batches: Sequence[np.ndarray], rec
         input_name = model.graph.input[0].name
         if recipe.target == "cpu":
             exclude = list(dict.fromkeys([*exclude, *cpu_float_nodes(model)]))
-        quantize_static(str(float_path), str(out), _reader(batches, input_name), nodes_to_exclude=list(exclude),
-                        **_ort_settings(recipe, len(batches)))
+        if recipe.method != "minmax" and not ranges.exists():
+            hists = activation_ranges.collect(float_path, batches)
+            activation_ranges.write_calibration_cache(ranges, hists, recipe.method, symmetric=recipe.target == "jetson")
+        reader = None if ranges.exists() else _reader(batches, input_name)
+        quantize_static(str(float_path), str(out), reader, nodes_to_exclude=list(exclude),
+                        calibration_cache_path=str(ranges), **_ort_settings(recipe, len(batches)))
     except EdgeFerError:
         raise
     except Exception as e:
@@ -609,8 +592,7 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
         raise EdgeFerError(f"{out}: folder {out.parent} does not exist; create it or choose another output path")
     proto, info = load_onnx(onnx_path, classes, img_size)
     calib_images, held = split_holdout(images)
-    # Whole batches only: ORT's histogram calibrators (entropy, percentile) stack per-batch tensors and fail
-    # on a short last batch; dropping < CALIB_BATCH images keeps every method on the same images.
+    # Whole batches only, so that every method and target calibrates on the same images.
     calib_images = calib_images[:len(calib_images) - len(calib_images) % CALIB_BATCH]
     if len(calib_images) < CALIB_BATCH:
         raise EdgeFerError(f"only {len(calib_images)} calibration images after holding out {len(held)} for the "
@@ -653,10 +635,11 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
             qdq = work / "int8.onnx"
             log("calibrating with ONNX Runtime")
             recipe = OrtRecipe(target, method, per_channel, narrow)
-            ort_quantize(float_path, qdq, batches, recipe, excluded)
+            ranges = work / "ranges.json"
+            ort_quantize(float_path, qdq, batches, recipe, excluded, ranges)
             if val_data is not None:
                 excluded, report["accuracy_control"] = _bound_drop(
-                    float_path, qdq, batches, recipe, excluded, nodes, info, val_data, budget, log)
+                    float_path, qdq, batches, recipe, ranges, excluded, nodes, info, val_data, budget, log)
             qproto = onnx.load(str(qdq))
             set_metadata(qproto, props)
             if target == "jetson":
@@ -680,11 +663,12 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
                              "int8_accuracy": _accuracy(out, info, val_data), "max_drop_pt": max_drop}
         report["sizes_bytes"] = {"float": onnx_path.stat().st_size, "int8": model_size(out)}
     report["total_seconds"] = round(time.perf_counter() - start, 2)
+    report["peak_rss_mb"] = round(peak_rss_mb(), 1)
     write_json(out.with_suffix(".json"), report)
     return report
 
 
-def _bound_drop(float_path: Path, qdq: Path, batches, recipe: OrtRecipe, excluded: list[str],
+def _bound_drop(float_path: Path, qdq: Path, batches, recipe: OrtRecipe, ranges: Path, excluded: list[str],
                 nodes, info, val_data, max_drop: float, log) -> tuple[list[str], dict]:
     """Keep the most sensitive layers float (1, 2, 4, ... of them) until the val accuracy drop fits."""
     base = _accuracy(float_path, info, val_data)
@@ -703,7 +687,7 @@ def _bound_drop(float_path: Path, qdq: Path, batches, recipe: OrtRecipe, exclude
         k = min(k, len(ranked))
         keep = ranked[:k]
         log(f"accuracy {acc:.2%} vs float {base:.2%}: keeping {k} most sensitive layers float")
-        ort_quantize(float_path, qdq, batches, recipe, [*excluded, *keep])
+        ort_quantize(float_path, qdq, batches, recipe, [*excluded, *keep], ranges)
         acc = _accuracy(qdq, info, val_data)
         trials.append({"kept_float": k, "int8_accuracy": acc})
         tried.append((acc, k, keep))
@@ -714,7 +698,7 @@ def _bound_drop(float_path: Path, qdq: Path, batches, recipe: OrtRecipe, exclude
     best = tried[-1][2]
     if not control["met"]:  # unreachable budget: ship the most accurate trial (fewest float layers on ties)
         acc, k, best = max(tried, key=lambda t: (t[0], -t[1]))
-        ort_quantize(float_path, qdq, batches, recipe, [*excluded, *best])
+        ort_quantize(float_path, qdq, batches, recipe, [*excluded, *best], ranges)
         control["note"] = (f"budget not reachable by keeping layers float (best INT8 accuracy {acc:.2%} vs float "
                            f"{base:.2%}); wrote the most accurate trial ({k} layers float)")
         log(control["note"])

@@ -20,7 +20,7 @@ from edge_fer.data.preprocessing import Preprocessing, preprocess
 from edge_fer.errors import EdgeFerError
 from edge_fer.export import export_checkpoint, save_onnx
 from edge_fer.model import FERNet, FERNetConfig
-from edge_fer.quantize import check_tensorrt_qdq, quantize
+from edge_fer.quantize import check_tensorrt_qdq, load_onnx, quantize
 
 CLASSES = ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
@@ -80,6 +80,30 @@ def test_cpu_loads_in_ort_with_metadata_and_report(tiny_onnx, calib, tmp_path):
 def test_cpu_is_deterministic(tiny_onnx, calib, tmp_path):
     run(tiny_onnx, tmp_path / "a.onnx", calib, target="cpu", method="entropy")
     run(tiny_onnx, tmp_path / "b.onnx", calib, target="cpu", method="entropy")
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_histogram_ranges_are_computed_once_and_reused(tiny_onnx, calib, tmp_path, monkeypatch, method):
+    """Entropy/percentile ranges come from edge-fer's streaming histograms, reach ORT as its calibration
+    cache, and a second quantization with that cache (a --max-drop retry) reads them instead of recalibrating."""
+    from edge_fer import activation_ranges
+    from edge_fer.quantize import CALIB_BATCH, OrtRecipe, make_batches, ort_quantize, prepare_float
+
+    float_path = prepare_float(onnx.load(str(tiny_onnx)), tmp_path)
+    batches = make_batches(calib[0][:4 * CALIB_BATCH], load_onnx(tiny_onnx)[1])
+    recipe, ranges = OrtRecipe("cpu", method, True, True), tmp_path / "ranges.json"
+    ort_quantize(float_path, tmp_path / "a.onnx", batches, recipe, [], ranges)
+    cache = json.loads(ranges.read_text())
+    assert method.capitalize() in json.dumps(cache["calibration_method"])
+    relu = next(n.output[0] for n in onnx.load(str(float_path)).graph.node if n.op_type == "Relu")
+    assert cache["data"][relu]["lowest"] == 0.0  # a ReLU output keeps all 256 uint8 levels: not made symmetric
+
+    def no_second_pass(*_args, **_kw):
+        raise AssertionError("calibration ran again")
+
+    monkeypatch.setattr(activation_ranges, "collect", no_second_pass)
+    ort_quantize(float_path, tmp_path / "b.onnx", batches, recipe, [], ranges)
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
 
 
@@ -242,13 +266,3 @@ def test_manifest_helpers_used_by_quantize(fer_mini, tmp_path):
     write_manifest(tmp_path / "m.txt", fer_mini / "val", entries)
     images, desc = load_calibration(str(tmp_path / "m.txt"), 0, 0, SkipReport())
     assert desc["n_images"] == 8 and len(images) == 8
-
-
-def test_histogram_methods_refuse_to_exhaust_memory(tiny_onnx, tmp_path):
-    from edge_fer.quantize import check_histogram_memory, prepare_float
-
-    prepped = prepare_float(onnx.load(str(tiny_onnx)), tmp_path)
-    check_histogram_memory(prepped, 10**9, "minmax")  # minmax reduces as it goes
-    check_histogram_memory(prepped, 32, "entropy")
-    with pytest.raises(EdgeFerError, match="GiB of activations"):
-        check_histogram_memory(prepped, 10**9, "percentile")
