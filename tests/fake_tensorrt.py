@@ -386,7 +386,11 @@ class ICudaEngine:
         self.header = header
         self.tensors = {name: (TensorIOMode.INPUT, tuple(shape)) for name, shape in header["inputs"]}
         self.tensors.update({name: (TensorIOMode.OUTPUT, tuple(shape)) for name, shape in header["outputs"]})
-        self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+        # Q/DQ pairs as float ops: TensorRT's int8 accumulates in int32, while ORT's fused x86 int8 kernels
+        # would add their own int16 saturation on CPUs without VNNI
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
     @property
     def num_io_tensors(self) -> int:
