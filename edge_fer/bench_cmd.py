@@ -400,7 +400,7 @@ def report_markdown(results: dict) -> str:
 def _plots(results: dict, classes: list[str], out: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from edge_fer.plots import _save
+    from edge_fer.plots import save_figure
 
     rows = results["rows"]
     fig, ax = plt.subplots(figsize=(7, 3.8))
@@ -408,7 +408,7 @@ def _plots(results: dict, classes: list[str], out: Path) -> None:
     ax.boxplot([rows[n]["latency"][0]["times_ms"] for n in names], tick_labels=names, orientation="horizontal",
                showfliers=False)
     ax.set_xlabel(f"latency per call, ms (batch {rows[names[0]]['latency'][0]['batch']}, interleaved)")
-    _save(fig, out / "latency.png")
+    save_figure(fig, out / "latency.png")
     int8 = [n for n in rows if "int8" in n and "confusion" in rows[n]]
     if "confusion" in rows["torch fp32"] and int8:
         plot_confusions_side_by_side(
@@ -423,4 +423,4 @@ def _plots(results: dict, classes: list[str], out: Path) -> None:
         ax.axhline(0, color="black", lw=0.8)
         ax.set_ylabel("recall change vs float (pt)")
         ax.legend()
-        _save(fig, out / "per_class_delta.png")
+        save_figure(fig, out / "per_class_delta.png")

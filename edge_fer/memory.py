@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import resource
+import sys
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak resident memory of this process so far.
+
+    Linux's VmHWM first: ``ru_maxrss`` carries over the parent's resident size at fork
+    time through exec, so a small CLI started by a big process (a benchmark driver)
+    reported the driver's 2.1 GB instead of its own peak.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0  # bytes on macOS, KiB elsewhere
 
 
 def current_rss_mb() -> float:

@@ -14,7 +14,8 @@ import numpy as np
 from edge_fer.atomic import atomic_path
 
 
-def _save(fig: plt.Figure, path: Path | str) -> None:
+def save_figure(fig: plt.Figure, path: Path | str) -> None:
+    """Write ``fig`` as PNG atomically (a half-written plot never replaces a good one) and close it."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -35,14 +36,14 @@ def plot_curves(history: Sequence[dict], keys: Sequence[str], ylabel: str, path:
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: Path | str, title: str = "") -> None:
     """Row-normalised confusion matrix (recall on the diagonal) with class names on both axes."""
     fig, ax = plt.subplots(figsize=(6, 5.2))
     _draw_confusion(ax, confusion, classes, title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _draw_confusion(ax: plt.Axes, confusion: np.ndarray, classes: Sequence[str], title: str) -> None:
@@ -68,4 +69,4 @@ def plot_confusions_side_by_side(confusions: Sequence[tuple[str, np.ndarray]], c
     fig, axes = plt.subplots(1, len(confusions), figsize=(5.5 * len(confusions), 5))
     for ax, (title, conf) in zip(np.atleast_1d(axes), confusions, strict=True):
         _draw_confusion(ax, conf, classes, title)
-    _save(fig, path)
+    save_figure(fig, path)
