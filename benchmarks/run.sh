@@ -2,6 +2,7 @@
 # Reproduce the recorded results: the reference model on FER+ test, every CPU-side backend,
 # side by side in one process per device. Writes benchmarks/results/<machine>-<device>.{md,json,png}.
 #   bash benchmarks/run.sh            (needs ../shared/data/ferplus; ~15 min on 2 cores)
+#   DEVICES=cpu bash benchmarks/run.sh   (one device only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/ferplus/test}
@@ -9,7 +10,7 @@ CALIB=${CALIB:-../shared/data/ferplus/train}  # INT8 calibration: 512 seeded, st
 MACHINE=${MACHINE:-$(nproc)core-$(grep -q avx512_vnni /proc/cpuinfo && echo avx512vnni || echo avx2)}
 RES=benchmarks/results
 mkdir -p "$RES"
-for device in cpu intel; do
+for device in ${DEVICES:-cpu intel}; do
   out=$(mktemp -d)
   status=0
   .venv/bin/edge-fer bench --device "$device" --data "$DATA" --threads 2 --batch 1,8 --iters 200 --warmup 20 \

@@ -247,7 +247,9 @@ def quantize(
     calib: Annotated[str | None, typer.Option(
         help="Calibration images: a folder, or a manifest from edge-fer calib make (default: embedded faces)")] = None,
     target: Annotated[str, typer.Option(help="cpu (ONNX Runtime) | jetson (TensorRT QDQ) | intel (OpenVINO)")] = "cpu",
-    method: Annotated[str, typer.Option(help="Activation ranges: minmax | entropy | percentile")] = "minmax",
+    method: Annotated[str | None, typer.Option(
+        help="Activation ranges: minmax | entropy (KL clip) | percentile (99.99th |x|); "
+             "default entropy for cpu/jetson, minmax for intel")] = None,
     per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="Weight scales")] = True,
     exclude: Annotated[list[str] | None, typer.Option(
         help="Node names or op types to keep float (repeat, or comma-separated)")] = None,

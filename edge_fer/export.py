@@ -5,6 +5,11 @@ dynamo exporter silently emits opset 18 when 17 is asked and writes weights to
 a side ``.onnx.data`` file; opset 17 is what ORT's quantization tools,
 TensorRT 8.6 and OpenVINO all accept.  The graph is NCHW float32 ``images`` ->
 ``logits``, batch dynamic (or static), spatial size fixed to the metadata's.
+
+No onnxslim pass: measured on the reference model (``benchmarks/onnxslim_eval.py``),
+it folds the cosine head's weight normalisation (121 -> 114 nodes written), but
+ONNX Runtime executes the same 97 nodes either way after its own load-time
+optimisation, latency is equal (8.38 vs 8.41 ms) and logits are identical.
 """
 
 from __future__ import annotations

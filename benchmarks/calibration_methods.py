@@ -1,0 +1,137 @@
+"""INT8 calibration methods on the reference model: quantization time and memory, FER+ test parity.
+
+For each target/method pair, runs ``edge-fer quantize`` (a fresh process, as a user would) on the
+shipped reference model with 512 seeded, stratified FER+ *train* images. It records the CLI's wall
+time and the report's quantize time and peak RSS. It then measures FER+ test accuracy and top-1
+agreement with the float model (ORT fp32) over all 2851 test images. The ONNX is exported once
+with ``edge-fer export``. Writes ``benchmarks/results/<machine>-calibration.{md,json,png}``.
+
+    .venv/bin/python benchmarks/calibration_methods.py     # ~10 min on 2 cores; needs ../shared/data/ferplus
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edge_fer import hostcpu  # noqa: E402
+from edge_fer.atomic import write_json, write_text  # noqa: E402
+from edge_fer.backends import open_runner  # noqa: E402
+from edge_fer.data.dataset import SkipReport, load_images, scan_folder  # noqa: E402
+from edge_fer.evaluate import batched_logits  # noqa: E402
+from edge_fer.plots import save_figure  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "ferplus"
+MODEL = ROOT / "models" / "fernet-ferplus"
+RUNS = [("cpu", "minmax"), ("cpu", "entropy"), ("cpu", "percentile"), ("jetson", "minmax"), ("jetson", "entropy"),
+        ("intel", "minmax"), ("intel", "percentile")]  # jetson: its QDQ ONNX, run by ORT on this CPU
+EDGE_FER = [sys.executable, "-m", "edge_fer.cli"]
+
+
+def machine_name() -> str:
+    """Same naming as run.sh: cores and the INT8 instruction set that matters."""
+    return f"{os.cpu_count()}core-{'avx512vnni' if 'avx512_vnni' in hostcpu.cpu_flags() else 'avx2'}"
+
+
+def versions() -> str:
+    import nncf
+    import onnxruntime
+    import openvino
+    return f"onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}, nncf {nncf.__version__}"
+
+
+def quantize(onnx_path: Path, target: str, method: str, out_dir: Path) -> dict:
+    """Run ``edge-fer quantize`` in its own process; its report plus the CLI's wall time."""
+    out = out_dir / f"{target}-{method}.{'xml' if target == 'intel' else 'onnx'}"
+    cmd = [*EDGE_FER, "quantize", str(onnx_path), "--calib", str(DATA / "train"), "--size", "512",
+           "--target", target, "--method", method, "-o", str(out)]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    report = json.loads(out.with_suffix(".json").read_text())
+    return {"artifact": out, "cli_wall_s": round(time.perf_counter() - start, 1),
+            "quantize_s": report["quantize_seconds"], "peak_rss_mb": report["peak_rss_mb"],
+            "heldout_agreement": report["float_vs_int8_heldout"]["top1_agreement"]}
+
+
+def parity(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> dict:
+    top, ref_top = logits.argmax(1), reference.argmax(1)
+    accuracy, float_accuracy = float((top == labels).mean()), float((ref_top == labels).mean())
+    return {"accuracy": accuracy, "drop_pt": 100 * (float_accuracy - accuracy),
+            "agreement": float((top == ref_top).mean()), "mean_abs_dlogit": float(np.abs(logits - reference).mean())}
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib.pyplot as plt  # edge_fer.plots selected the Agg backend
+
+    names = [f"{r['target']}\n{r['method']}" for r in rows]
+    fig, (ax_t, ax_d, ax_a) = plt.subplots(1, 3, figsize=(15, 3.8))
+    panels = [(ax_t, "cli_wall_s", 1, "edge-fer quantize wall time (s)", 60, "60 s target", "tab:blue"),
+              (ax_d, "drop_pt", 1, "FER+ test accuracy drop (points)", 1, "1 pt target", "tab:orange"),
+              (ax_a, "agreement", 100, "top-1 agreement with float (%)", 98.5, "98.5% target", "tab:green")]
+    for ax, key, factor, label, target, target_label, color in panels:
+        ax.bar(names, [factor * r[key] for r in rows], color=color)
+        ax.axhline(target, color="tab:red", ls="--", lw=1, label=target_label)
+        ax.set_ylabel(label)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.legend()
+    ax_a.set_ylim(85, 100)
+    fig.suptitle("INT8 calibration methods, reference model, 512 FER+ train images")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def markdown(rows: list[dict], n: int, float_acc: float) -> str:
+    lines = ["# INT8 calibration methods: time, memory, FER+ test parity", "",
+             f"Reference model (`models/fernet-ferplus`, float {float_acc:.2%} on FER+ test, {n} images), "
+             "512 seeded, stratified FER+ train images (408 calibrate, 102 held out). Times are one run each "
+             "on a noisy 2-core VM.", "",
+             "| target | method | CLI wall s | quantize s | peak RSS MB | test accuracy | drop pt | agreement | "
+             "mean abs dlogit |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['target']} | {r['method']} | {r['cli_wall_s']:.1f} | {r['quantize_s']:.1f} | "
+                     f"{r['peak_rss_mb']:.0f} | {r['accuracy']:.2%} | {r['drop_pt']:.2f} | {r['agreement']:.2%} | "
+                     f"{r['mean_abs_dlogit']:.3f} |")
+    lines += ["", f"Recorded {time.strftime('%Y-%m-%d', time.gmtime())} with: "
+              "`.venv/bin/python benchmarks/calibration_methods.py`", f"Versions: {versions()}", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        fp32 = work / "fernet.onnx"
+        subprocess.run([*EDGE_FER, "export", str(MODEL), "-o", str(fp32)], check=True, capture_output=True)
+        reference_runner = open_runner(fp32, threads=2)
+        preprocessing = reference_runner.info.preprocessing
+        folder = scan_folder(DATA / "test", reference_runner.info.classes)
+        images, kept = load_images(folder.paths, SkipReport())
+        labels = folder.labels[kept]
+        reference = batched_logits(reference_runner, images, preprocessing)
+        float_acc = float((reference.argmax(1) == labels).mean())
+        for target, method in RUNS:
+            row = {"target": target, "method": method, **quantize(fp32, target, method, work)}
+            logits = batched_logits(open_runner(row.pop("artifact"), threads=2), images, preprocessing)
+            row.update(parity(reference, logits, labels))
+            rows.append(row)
+            print(row, flush=True)
+    results = ROOT / "benchmarks" / "results"
+    stem = results / f"{machine_name()}-calibration"
+    write_json(stem.with_suffix(".json"), {"n_test": len(labels), "float_accuracy": float_acc, "rows": rows,
+                                           "versions": versions()})
+    write_text(stem.with_suffix(".md"), markdown(rows, len(labels), float_acc))
+    plot(rows, stem.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()
