@@ -269,7 +269,7 @@ def cpu_float_nodes(model: onnx.ModelProto) -> dict[str, str]:
 
 
 def ort_quantize(float_path: Path, out: Path, batches: Sequence[np.ndarray], recipe: OrtRecipe,
-                 exclude: Sequence[str], ranges: Path) -> None:
+                 exclude: Sequence[str], ranges: Path, log: Callable[[str], None] = lambda _msg: None) -> None:
     """quantize_static into ``out`` (not atomic: callers write into a temp folder).
 
     ``ranges`` is the calibration cache: activation ranges are computed on the first call
@@ -289,7 +289,8 @@ def ort_quantize(float_path: Path, out: Path, batches: Sequence[np.ndarray], rec
         if recipe.target == "cpu":
             exclude = list(dict.fromkeys([*exclude, *cpu_float_nodes(model)]))
         if recipe.method != "minmax" and not ranges.exists():
-            hists = activation_ranges.collect(float_path, batches)
+            hists = activation_ranges.collect(
+                float_path, batches, lambda done, total: log(f"{recipe.method} calibration: batch {done}/{total}"))
             activation_ranges.write_calibration_cache(ranges, hists, recipe.method, symmetric=recipe.target == "jetson")
         reader = None if ranges.exists() else _reader(batches, input_name)
         quantize_static(str(float_path), str(out), reader, nodes_to_exclude=list(exclude),
@@ -647,7 +648,7 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
             log("calibrating with ONNX Runtime")
             recipe = OrtRecipe(target, method, per_channel, narrow)
             ranges = work / "ranges.json"
-            ort_quantize(float_path, qdq, batches, recipe, excluded, ranges)
+            ort_quantize(float_path, qdq, batches, recipe, excluded, ranges, log)
             if val_data is not None:
                 excluded, report["accuracy_control"] = _bound_drop(
                     float_path, qdq, batches, recipe, ranges, excluded, nodes, info, val_data, budget, log)
