@@ -26,9 +26,11 @@ import numpy as np
 import onnx
 
 BINS = 2048
-# Elements of one tensor per batch that enter its histogram.  An evenly strided sample of a
-# 224 px feature map (up to 3.2 M values per image) estimates a 99.99th percentile or a KL
-# threshold as well as all of it, and keeps collection about as fast as inference.
+# Elements of one tensor per batch that enter its histogram: collection then costs about what
+# inference does (13 s instead of 32 s for 408 images at 224 px).  Measured against all values on
+# the reference model: percentile clips within 1% (p90 0.5%); KL clips move more (p90 15%: the
+# KL objective is flat near its minimum), with the same FER+ test accuracy (70.15%) and top-1
+# agreement 93.13% sampled vs 93.55% from all values.
 SAMPLES_PER_BATCH = 1 << 18
 PERCENTILE = 99.99
 # The KL clip never removes more of a tensor than this percentile leaves out (0.1%).  On this
