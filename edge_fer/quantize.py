@@ -33,9 +33,10 @@ is written atomically and is byte-identical for identical inputs.  ``OUT.json``
 next to it records calibration, exclusions, timing, sizes and float-vs-INT8
 agreement on a held-out fifth of the calibration images (never calibrated on).
 
-``--method entropy|percentile`` on the ORT targets clip each activation at a KL-optimal or
-99.99th-percentile |x| from streaming histograms (:mod:`edge_fer.activation_ranges`), so memory
-stays at one batch's activations whatever the calibration set's size.
+``--method entropy|percentile`` on the ORT targets clip each activation at a KL-optimal
+(never cutting more than 0.1% of values) or 99.99th-percentile |x|, from streaming histograms
+(:mod:`edge_fer.activation_ranges`), so memory stays at one batch's activations whatever the
+calibration set's size.  Entropy is the default there (:data:`DEFAULT_METHOD`).
 """
 
 from __future__ import annotations
