@@ -228,7 +228,10 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
     reference = logits["torch fp32"]
     rows: dict[str, dict] = {}
     for name, runner in runners.items():
-        rows[name] = {"backend": runner.backend, "precision": runner.precision, "settings": runner.settings,
+        # how an INT8 artifact was quantized (target, method) travels in its metadata: show it with the knobs
+        quantized = {k: v for k, v in runner.info.extra.items() if k.startswith("quant_")}
+        rows[name] = {"backend": runner.backend, "precision": runner.precision,
+                      "settings": {**runner.settings, **quantized},
                       **footprint[name], **parity(reference, logits[name], labels, ckpt.classes)}
     spec = ckpt.preprocessing
     from edge_fer.data.preprocessing import preprocess

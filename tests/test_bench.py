@@ -37,6 +37,7 @@ def test_cpu_bench_writes_results_and_a_damaged_int8_fails_the_gate(tiny_checkpo
         assert {"accuracy", "accuracy_drop_pt", "top1_agreement", "max_abs_logit_diff", "kl_softmax",
                 "float_top2_gap_median", "per_class_delta_pt", "passed"} <= set(row)
     assert res["rows"]["onnxruntime fp32"]["max_abs_logit_diff"] < 1e-3
+    assert res["rows"]["onnxruntime int8"]["settings"]["quant_method"] == "entropy"  # --target cpu's default
     naive = res["rows"]["onnxruntime int8-naive"]  # random weights: some images flip, and they were near-ties
     if naive["top1_agreement"] < 1:
         assert naive["flipped_top2_gap_median"] <= res["rows"]["torch fp32"]["float_top2_gap_median"]
@@ -63,6 +64,9 @@ def test_intel_bench_on_embedded_faces_reports_real_precisions(tiny_checkpoint: 
     assert rows["openvino fp32"]["settings"]["inference_precision"] == "f32"
     assert rows["openvino bf16"]["settings"]["inference_precision"] in ("bf16", "f32")  # f32 where no bf16 HW
     assert rows["openvino int8"]["precision"] == "int8"
+    settings = rows["openvino int8"]["settings"]  # how it was quantized, from the IR's metadata
+    assert (settings["quant_target"], settings["quant_method"]) == ("intel", "minmax")
+    assert "quant_method" not in rows["openvino fp32"]["settings"]
     assert rows["openvino default"]["precision"] in ("bf16", "fp32")  # OpenVINO's own choice, read back
     assert all(r["model_bytes"] > 0 and "rss_open_mb" in r for r in rows.values())
     assert "accuracy" not in rows["openvino fp32"]  # unlabelled faces: agreement only
