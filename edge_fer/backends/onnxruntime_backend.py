@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from edge_fer.artifact import ModelInfo
@@ -40,6 +39,15 @@ def session_options(threads: int | None, simulate_int8: bool = False) -> ort.Ses
     return opts
 
 
+def _session(path: Path | str, threads: int | None, simulate_int8: bool) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(str(path), session_options(threads, simulate_int8),
+                                    providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own Fail/InvalidGraph types
+        raise EdgeFerError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]}); "
+                           "re-export with edge-fer export") from e
+
+
 @dataclass
 class OrtRunner:
     session: ort.InferenceSession
@@ -51,17 +59,16 @@ class OrtRunner:
     @classmethod
     def open(cls, path: Path | str, threads: int | None = None, info: ModelInfo | None = None,
              simulate_int8: bool | None = None) -> OrtRunner:
-        """``simulate_int8`` None: simulate where the artifact says it was quantized for TensorRT (jetson)."""
-        try:
-            if simulate_int8 is None:
-                meta = onnx.load(str(path), load_external_data=False).metadata_props
-                simulate_int8 = any(p.key == "edge_fer.quant_target" and p.value == "jetson" for p in meta)
-            session = ort.InferenceSession(str(path), session_options(threads, simulate_int8),
-                                           providers=["CPUExecutionProvider"])
-        except Exception as e:  # ORT raises its own Fail/InvalidGraph types, onnx a DecodeError
-            raise EdgeFerError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]}); "
-                               "re-export with edge-fer export") from e
+        """``simulate_int8`` None: simulate where the artifact says it was quantized for TensorRT (jetson).
+
+        The metadata comes from the session itself; only a jetson artifact opened without an
+        explicit choice costs a second session (no separate parse of the ONNX file).
+        """
+        session = _session(path, threads, bool(simulate_int8))
         props = session.get_modelmeta().custom_metadata_map
+        if simulate_int8 is None and props.get("edge_fer.quant_target") == "jetson":
+            simulate_int8 = True
+            session = _session(path, threads, True)
         info = info or ModelInfo.from_strings(props, str(path))
         precision = props.get("edge_fer.precision", "fp32")
         settings = {"threads": threads or "default", "spinning": False, "providers": session.get_providers()}
