@@ -19,14 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge_fer import hostcpu  # noqa: E402
 from edge_fer.atomic import write_json, write_text  # noqa: E402
 from edge_fer.backends import open_runner  # noqa: E402
+from edge_fer.bench import parity  # noqa: E402
 from edge_fer.data.dataset import SkipReport, load_images, scan_folder  # noqa: E402
 from edge_fer.evaluate import batched_logits  # noqa: E402
 from edge_fer.plots import save_figure  # noqa: E402
@@ -61,13 +60,6 @@ def quantize(onnx_path: Path, target: str, method: str, out_dir: Path) -> dict:
     return {"artifact": out, "cli_wall_s": round(time.perf_counter() - start, 1),
             "quantize_s": report["quantize_seconds"], "peak_rss_mb": report["peak_rss_mb"],
             "heldout_agreement": report["float_vs_int8_heldout"]["top1_agreement"]}
-
-
-def parity(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> dict:
-    top, ref_top = logits.argmax(1), reference.argmax(1)
-    accuracy, float_accuracy = float((top == labels).mean()), float((ref_top == labels).mean())
-    return {"accuracy": accuracy, "drop_pt": 100 * (float_accuracy - accuracy),
-            "agreement": float((top == ref_top).mean()), "mean_abs_dlogit": float(np.abs(logits - reference).mean())}
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -122,7 +114,9 @@ def main() -> None:
         for target, method in RUNS:
             row = {"target": target, "method": method, **quantize(fp32, target, method, work)}
             logits = batched_logits(open_runner(row.pop("artifact"), threads=2), images, preprocessing)
-            row.update(parity(reference, logits, labels))
+            p = parity(reference, logits, labels, reference_runner.info.classes)
+            row.update(accuracy=p["accuracy"], drop_pt=p["accuracy_drop_pt"], agreement=p["top1_agreement"],
+                       mean_abs_dlogit=p["mean_abs_logit_diff"])
             rows.append(row)
             print(row, flush=True)
     results = ROOT / "benchmarks" / "results"
