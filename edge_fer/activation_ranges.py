@@ -184,7 +184,8 @@ def collect(float_path: Path, batches: Sequence[np.ndarray],
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # every tensor as in the graph
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    fetch = [o.name for o in session.get_outputs() if o.name in set(names)]
+    wanted = set(names)
+    fetch = [o.name for o in session.get_outputs() if o.name in wanted]
     input_name = model.graph.input[0].name
     hists = {n: AbsHistogram() for n in fetch}
     for k, batch in enumerate(batches):
