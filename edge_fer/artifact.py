@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from edge_fer import __version__
 from edge_fer.data.preprocessing import Preprocessing
@@ -65,3 +66,9 @@ class ModelInfo:
         if len(names) < 2:
             raise EdgeFerError(f"--classes {classes!r}: give at least two comma-separated class names")
         return cls(names, Preprocessing(img_size=img_size), extra={"metadata": "given by hand"})
+
+
+def artifact_bytes(path: Path) -> int:
+    """Size on disk of what a backend loads (an OpenVINO IR is its .xml plus .bin)."""
+    files = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+    return sum(f.stat().st_size for f in files if f.is_file())

@@ -19,6 +19,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from edge_fer import __version__, hostcpu
+from edge_fer.artifact import artifact_bytes
 from edge_fer.atomic import write_json, write_text
 from edge_fer.backends import open_runner
 from edge_fer.backends.base import Runner
@@ -313,12 +314,6 @@ def _measured_open(path: Path, open_fn) -> tuple[Runner, dict]:
     rss = current_rss_mb()
     runner = open_fn()
     return runner, {"model_bytes": artifact_bytes(path), "rss_open_mb": current_rss_mb() - rss}
-
-
-def artifact_bytes(path: Path) -> int:
-    """Size on disk of what a backend loads (an OpenVINO IR is its .xml plus .bin)."""
-    files = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
-    return sum(f.stat().st_size for f in files if f.is_file())
 
 
 def _cuda() -> bool:

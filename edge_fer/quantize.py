@@ -55,7 +55,7 @@ import numpy as np
 import onnx
 
 from edge_fer import activation_ranges, hostcpu
-from edge_fer.artifact import ModelInfo
+from edge_fer.artifact import ModelInfo, artifact_bytes
 from edge_fer.atomic import staging_dir, write_json
 from edge_fer.data.preprocessing import preprocess
 from edge_fer.errors import EdgeFerError
@@ -475,13 +475,6 @@ def out_paths(out: Path, target: str) -> Path:
     return out if out.suffix.lower() == want else out.with_name(out.name + want)
 
 
-def model_size(path: Path) -> int:
-    size = path.stat().st_size
-    if path.suffix == ".xml" and path.with_suffix(".bin").exists():
-        size += path.with_suffix(".bin").stat().st_size
-    return size
-
-
 @contextmanager
 def _workdir():
     folder = Path(tempfile.mkdtemp(prefix="edge-fer-quant-"))
@@ -674,7 +667,7 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
             report["val"] = {"folder": str(val), "n": len(val_data[0]), "skipped": len(val_skips.skipped),
                              "float_accuracy": _accuracy(float_path, info, val_data),
                              "int8_accuracy": _accuracy(out, info, val_data, target), "max_drop_pt": max_drop}
-        report["sizes_bytes"] = {"float": onnx_path.stat().st_size, "int8": model_size(out)}
+        report["sizes_bytes"] = {"float": onnx_path.stat().st_size, "int8": artifact_bytes(out)}
     report["total_seconds"] = round(time.perf_counter() - start, 2)
     report["peak_rss_mb"] = round(peak_rss_mb(), 1)
     write_json(out.with_suffix(".json"), report)
