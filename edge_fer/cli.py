@@ -52,17 +52,27 @@ def train(
     data: Annotated[Path, typer.Option(help="Dataset root: DATA/{train,val,test}/<class>/*.png (val optional)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the checkpoint and figures")] = Path(
         "runs/train"),
-    epochs: Annotated[int, typer.Option(help="Epochs (ignored when --schedule is given)")] = 30,
+    epochs: Annotated[int, typer.Option(help="Epochs (ignored when --schedule is given)")] = 40,
     schedule: Annotated[str, typer.Option(
         help="Resolution schedule SIZE:EPOCHS,..., e.g. 96:20,224:2; the last size must equal --img-size")] = "",
     batch_size: Annotated[int, typer.Option(
         help="Images per step (per process under torchrun: global batch = batch size x processes)")] = 64,
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate (warm-up 1 epoch, then cosine)")] = 2e-3,
-    img_size: Annotated[int, typer.Option(help="Input size the shipped model runs at")] = 224,
+    img_size: Annotated[int, typer.Option(help="Input size the model runs at (FER+ crops are 48 px)")] = 64,
     width: Annotated[float, typer.Option(help="Width multiplier on every layer's channels")] = 1.0,
     attention: Annotated[str, typer.Option(help="cbam | se | none")] = "cbam",
-    margin: Annotated[float, typer.Option(help="ArcFace additive angular margin (radians)")] = 0.35,
-    scale: Annotated[float, typer.Option(help="ArcFace / cosine-head scale s")] = 30.0,
+    head: Annotated[str, typer.Option(help="cosine (ArcFace + Center, the seed's) | linear (softmax + Center)")
+                    ] = "cosine",
+    neck: Annotated[str, typer.Option(help="none | bn: BatchNorm1d on the pooled embedding (folded at export)")
+                    ] = "bn",
+    labels: Annotated[str, typer.Option(
+        help="majority | votes: train on FER+ annotator vote distributions (labels.csv); val/test use majority")
+                      ] = "votes",
+    logit_adjust: Annotated[float, typer.Option(
+        help="tau of the logit-adjusted loss (train logits + tau*log prior): lifts rare-class recall; 0 = off")
+                            ] = 0.0,
+    margin: Annotated[float, typer.Option(help="ArcFace additive angular margin (radians; cosine head)")] = 0.1,
+    scale: Annotated[float, typer.Option(help="ArcFace / cosine-head scale s")] = 16.0,
     center_weight: Annotated[float, typer.Option(help="lambda of the Center loss term")] = 0.1,
     center_lr: Annotated[float, typer.Option(help="SGD learning rate of the class centres")] = 0.5,
     balance: Annotated[str, typer.Option(help="Class weights: none | sqrt | full (sklearn 'balanced')")] = "sqrt",
@@ -73,6 +83,11 @@ def train(
     keep_near_dups: Annotated[bool, typer.Option(
         help="Keep train images that labels.csv marks as duplicates of val/test images")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in OUT/last")] = False,
+    init: Annotated[Path | None, typer.Option(
+        help="Fine-tune: start from this checkpoint's weights (same architecture, any input size)")] = None,
+    recalibrate_bn: Annotated[int, typer.Option(
+        help="Before epoch 1, re-estimate BatchNorm statistics on N train images at the first size (with --init)")
+                              ] = 0,
 ) -> None:
     """Train FERNet (the seed's CNN) with ArcFace + Center loss; writes model.safetensors + model.json.
 
@@ -85,12 +100,17 @@ def train(
     if stages and stages[-1][0] != img_size:
         raise EdgeFerError(f"--schedule {schedule!r} ends at {stages[-1][0]}px but --img-size is {img_size}; "
                            f"end the schedule with {img_size}:N")
-    if attention not in ("cbam", "se", "none"):
-        raise EdgeFerError(f"--attention {attention!r}: use cbam, se or none")
+    for flag, value, allowed in (("--attention", attention, ("cbam", "se", "none")),
+                                 ("--head", head, ("cosine", "linear")), ("--neck", neck, ("none", "bn")),
+                                 ("--labels", labels, ("majority", "votes"))):
+        if value not in allowed:
+            raise EdgeFerError(f"{flag} {value!r}: use {', '.join(allowed)}")
     cfg = TrainConfig(data=str(data), out=str(out), epochs=epochs, batch_size=batch_size, lr=lr, img_size=img_size,
-                      schedule=stages, width=width, attention=attention, margin=margin, scale=scale,
+                      schedule=stages, width=width, attention=attention, head=head, neck=neck,
+                      labels=labels, logit_adjust=logit_adjust, margin=margin, scale=scale,
                       center_weight=center_weight, center_lr=center_lr, balance=balance, seed=seed, device=device,
-                      amp=amp, limit_per_class=limit_per_class, keep_near_dups=keep_near_dups)
+                      amp=amp, limit_per_class=limit_per_class, keep_near_dups=keep_near_dups,
+                      init=str(init) if init else "", recalibrate_bn=recalibrate_bn)
     run_train(cfg, resume=resume, console=console)
 
 
@@ -157,13 +177,15 @@ def info(
     cfg = ckpt.config
     params = sum(p.numel() for p in ckpt.model.parameters())
     console.print(f"model      {path}")
-    console.print(f"arch       FERNet width {cfg.width}, attention {cfg.attention}, input {cfg.img_size}px, "
-                  f"{params / 1e6:.2f} M parameters")
+    console.print(f"arch       FERNet width {cfg.width}, attention {cfg.attention}, {cfg.head} head, neck {cfg.neck}, "
+                  f"input {cfg.img_size}px, {params / 1e6:.2f} M parameters")
     console.print(f"classes    {', '.join(ckpt.classes)}")
     metrics = ckpt.extra.get("metrics", {})
     for split in ("test", "val", "fer_mini_test"):
         if split in metrics:
-            console.print(f"{split:<10} accuracy {metrics[split]['accuracy']:.2%} (n={metrics[split]['n']})")
+            m = metrics[split]
+            macro = f", macro recall {m['macro_recall']:.2%}" if "macro_recall" in m else ""
+            console.print(f"{split:<10} accuracy {m['accuracy']:.2%}{macro} (n={m['n']})")
     training = ckpt.extra.get("training", {})
     if training:
         console.print(f"trained    {training.get('command', '')}  ({training.get('wall_time_s', 0) / 60:.0f} min "

@@ -11,7 +11,7 @@ from edge_fer.atomic import write_json
 from edge_fer.backends.torch_backend import TorchRunner
 from edge_fer.checkpoint import load_checkpoint
 from edge_fer.data.dataset import SkipReport, load_images, scan_folder
-from edge_fer.evaluate import Metrics, batched_logits, compute_metrics
+from edge_fer.evaluate import MACRO_MIN_SUPPORT, NEAR_TIE, Metrics, batched_logits, compute_metrics
 from edge_fer.plots import plot_confusion
 
 
@@ -24,13 +24,17 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, out: Path | None, batch_si
     runner = TorchRunner.from_checkpoint(ckpt)
     logits = batched_logits(runner, images, ckpt.preprocessing, batch_size)
     metrics = compute_metrics(logits, folder.labels[kept], ckpt.classes)
-    table = Table(title=f"{data}: accuracy {metrics.accuracy:.2%} on {metrics.n} images")
+    table = Table(title=f"{data}: {metrics.summary()} on {metrics.n} images")
     table.add_column("class")
     table.add_column("recall", justify="right")
     table.add_column("n", justify="right")
     for i, name in enumerate(ckpt.classes):
         table.add_row(name, f"{metrics.per_class_recall[name]:.2%}", str(int(metrics.confusion[i].sum())))
     console.print(table)
+    margins = metrics.margins
+    if margins:
+        console.print(f"macro recall over classes with >= {MACRO_MIN_SUPPORT} images; median top-2 logit gap "
+                      f"{margins['median_top2_gap']:.2f}, near-ties (gap < {NEAR_TIE}) {margins['near_tie_share']:.1%}")
     console.print(skips.summary())
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

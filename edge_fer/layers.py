@@ -102,7 +102,7 @@ class CosineHead(nn.Module):
 
     At inference these scaled cosines are ordinary logits, so every exported
     engine is a plain classifier; training adds the angular margin in the loss
-    (:class:`edge_fer.losses.ArcFaceLoss`) on :meth:`cosine`.
+    (:class:`edge_fer.losses.FERLoss`) on :meth:`cosine`.
     """
 
     def __init__(self, in_features: int, num_classes: int, scale: float) -> None:
@@ -116,3 +116,46 @@ class CosineHead(nn.Module):
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.scale * self.cosine(embedding)
+
+    def forward_affine(self, embedding: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """Logits of ``embedding * scale + shift`` (an eval-mode BatchNorm neck); the cosine cannot absorb it."""
+        return self(embedding * scale + shift)
+
+
+class LinearHead(nn.Linear):
+    """The seed's FC classifier (plain logits), trained with softmax cross-entropy."""
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__(in_features, num_classes)
+
+    def forward_affine(self, embedding: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """Logits of ``embedding * scale + shift`` with the affine folded into the weights.
+
+        Computed from parameters and buffers only, so the ONNX exporter constant-folds it: an exported
+        model with a BatchNorm neck is one Gemm after the pooling, a plain-logits classifier.
+        """
+        return F.linear(embedding, self.weight * scale, self.bias + self.weight @ shift)
+
+
+def batchnorm_affine(bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, shift)`` with ``bn(x) == x * scale + shift`` in eval mode."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+def make_head(kind: str, in_features: int, num_classes: int, scale: float) -> CosineHead | LinearHead:
+    """The classifier named by ``kind``: "cosine" (ArcFace-style) or "linear" (the seed's FC)."""
+    if kind == "cosine":
+        return CosineHead(in_features, num_classes, scale)
+    if kind == "linear":
+        return LinearHead(in_features, num_classes)
+    raise ValueError(f"unknown head {kind!r}: use cosine or linear")
+
+
+def make_neck(kind: str, features: int) -> nn.Module:
+    """What sits between the pooled embedding and the head: "none" or "bn" (BatchNorm1d, the BNNeck)."""
+    if kind == "bn":
+        return nn.BatchNorm1d(features)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown neck {kind!r}: use none or bn")

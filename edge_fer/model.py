@@ -1,4 +1,4 @@
-"""FERNet: the seed's reference network (MobileNet-style, CBAM, cosine head).
+"""FERNet: the seed's reference network (MobileNet-style, CBAM, cosine or linear head).
 
 ``FERNet.features`` holds one module per row of the seed's architecture table,
 in the table's order, so a test can walk it and check each row's input size.
@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from edge_fer.layers import ConvBNReLU, CosineHead, make_attention
+from edge_fer.layers import ConvBNReLU, batchnorm_affine, make_attention, make_head, make_neck
 
 # (depthwise stride, pointwise output channels, attention after the pair?) for
 # each depthwise-separable pair of the seed's table, after the 3->32 stem.
@@ -43,9 +43,11 @@ class FERNetConfig:
     width: float = 1.0
     attention: str = "cbam"
     reduction: int = 16
-    head_scale: float = 30.0
+    head_scale: float = 30.0  # cosine head only
     stem_channels: int = 32
     stack: tuple[tuple[int, int, bool], ...] = field(default=SEED_STACK)
+    head: str = "cosine"  # "cosine" (ArcFace-style, scale * cos) | "linear" (the seed's FC, plain logits)
+    neck: str = "none"  # "none" | "bn": BatchNorm1d between the pooled embedding and the head
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,14 +87,19 @@ class FERNet(nn.Module):
                 n_attn += 1
                 layers[f"{config.attention}{n_attn}"] = make_attention(config.attention, ch, config.reduction)
         self.features = nn.Sequential(layers)
-        self.head = CosineHead(ch, config.num_classes, config.head_scale)
+        self.neck = make_neck(config.neck, ch)
+        self.head = make_head(config.head, ch, config.num_classes, config.head_scale)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """The pooled embedding (1024-d at width 1.0) that Center loss pulls together."""
+        """The pooled embedding (1024-d at width 1.0), before the neck."""
         return self.features(images).mean(dim=(2, 3))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(images))
+        emb = self.embed(images)
+        if isinstance(self.neck, nn.BatchNorm1d) and not self.training:
+            # Eval: the neck is an affine map; fold it into the head so exports stay a plain classifier.
+            return self.head.forward_affine(emb, *batchnorm_affine(self.neck))
+        return self.head(self.neck(emb))
 
 
 def count_macs(model: FERNet, img_size: int | None = None) -> int:

@@ -1,10 +1,12 @@
-"""Training FERNet with ArcFace + Center loss (``edge-fer train``).
+"""Training FERNet (``edge-fer train``): ArcFace + Center loss (the seed's) or softmax + Center.
 
-Resolution schedule: the shipped model runs at ``img_size`` (224, the seed's),
-but FER images are 48x48, so most epochs can run at a lower resolution and a
-short final stage at ``img_size`` adapts the network (global pooling makes the
-weights size-agnostic).  The best checkpoint is chosen on val among epochs run
-at ``img_size`` only, so the shipped weights were validated as shipped.
+Resolution: FER images are 48x48, so the default trains and ships at 64 px, where
+the data lives (224 px, the seed's size, is a 4.7x upsample that trains 5-10x
+slower).  A schedule can still run most epochs small and a final stage at
+``img_size`` (global pooling makes the weights size-agnostic), and ``--init`` with
+``--recalibrate-bn`` moves a trained model to another size.  The best checkpoint is chosen on val among epochs run
+at ``img_size`` only, so the shipped weights were validated as shipped; "best" is the
+mean of accuracy and macro recall, so a run cannot win by ignoring rare classes.
 
 Every epoch writes a resumable state to ``OUT/last/``; ``--resume`` continues it.
 
@@ -21,7 +23,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +35,15 @@ from torch import nn
 
 from edge_fer import __version__, hostcpu
 from edge_fer.atomic import atomic_path, write_json
-from edge_fer.checkpoint import Checkpoint, save_checkpoint
+from edge_fer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edge_fer.data.augment import Augment, class_weights
 from edge_fer.data.dataset import FaceFolder, SkipReport, load_images, load_splits, near_duplicate_paths
 from edge_fer.data.preprocessing import Preprocessing, preprocess
+from edge_fer.data.votes import vote_distributions
 from edge_fer.distributed import World, barrier, data_parallel, process_group, sum_over_ranks
 from edge_fer.errors import EdgeFerError
 from edge_fer.evaluate import Metrics, batched_logits, compute_metrics, torch_runner
-from edge_fer.losses import ArcFaceCenterLoss
+from edge_fer.losses import FERLoss
 from edge_fer.model import FERNet, FERNetConfig
 from edge_fer.plots import plot_confusion, plot_curves
 
@@ -49,16 +52,20 @@ from edge_fer.plots import plot_confusion, plot_curves
 class TrainConfig:
     data: str
     out: str = "runs/train"
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05
-    img_size: int = 224
+    img_size: int = 64
     schedule: list[tuple[int, int]] = field(default_factory=list)  # [(img_size, epochs), ...]; empty = all at img_size
     width: float = 1.0
     attention: str = "cbam"
-    margin: float = 0.35
-    scale: float = 30.0
+    head: str = "cosine"  # cosine (ArcFace) | linear (softmax cross-entropy)
+    neck: str = "bn"  # none | bn
+    labels: str = "votes"  # majority | votes (FER+ annotator distribution from labels.csv)
+    logit_adjust: float = 0.0  # tau of the logit-adjusted loss (0: off)
+    margin: float = 0.1
+    scale: float = 16.0
     center_weight: float = 0.1
     center_lr: float = 0.5
     balance: str = "sqrt"
@@ -68,6 +75,8 @@ class TrainConfig:
     limit_per_class: int = 0  # >0: use at most this many train images per class (smoke tests)
     val_fraction: float = 0.1
     keep_near_dups: bool = False  # keep train images that duplicate val/test images (FER+ labels.csv flag)
+    init: str = ""  # start from this checkpoint's weights (fine-tuning; same architecture), fresh optimizer
+    recalibrate_bn: int = 0  # >0: re-estimate BatchNorm statistics on this many train images before epoch 1
 
     def stages(self) -> list[tuple[int, int]]:
         return list(self.schedule) if self.schedule else [(self.img_size, self.epochs)]
@@ -130,23 +139,27 @@ class TrainStep(nn.Module):
     """Network and loss as one module whose forward returns the loss.
 
     DDP all-reduces gradients only for parameters used inside its wrapped module's
-    forward; a step runs ``embed`` and ``head.cosine`` rather than ``FERNet.forward``,
-    and Center loss learns its own centres, so the whole step is what gets wrapped.
+    forward; a step runs ``embed``, the neck and the head's training output (the
+    cosines of a cosine head) rather than ``FERNet.forward``, and Center loss learns
+    its own centres, so the whole step is what gets wrapped.
     """
 
-    def __init__(self, model: FERNet, loss: ArcFaceCenterLoss, amp: torch.dtype | None) -> None:
+    def __init__(self, model: FERNet, loss: FERLoss, amp: torch.dtype | None) -> None:
         super().__init__()
         self.model = model
         self.loss = loss
         self.amp = amp
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Total loss and the (unscaled) cosines, for the accuracy log."""
+    def forward(self, x: torch.Tensor, target: torch.Tensor, y: torch.Tensor,
+                margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Total loss and the inference logits, for the accuracy log."""
         with torch.autocast(x.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             emb = self.model.embed(x)
-        cosine = self.model.head.cosine(emb.float())
-        loss, _, _ = self.loss(cosine, emb, y, margin)
-        return loss, cosine
+        features = self.model.neck(emb.float())
+        head = self.model.head
+        head_out = head.cosine(features) if self.loss.head == "cosine" else head(features)
+        loss, _, _ = self.loss(head_out, features, target, y, margin)
+        return loss, self.loss.logits(head_out)
 
 
 class Trainer:
@@ -176,17 +189,26 @@ class Trainer:
         self.classes = train.classes
         self.fingerprint = {name: {"n": len(s), "sha256": s.fingerprint(), "counts": s.counts()}
                             for name, s in splits.items()}
-        self.train_images, self.train_labels = self._decode(train, "train")
-        self.val_images, self.val_labels = self._decode(splits["val"], "val")
+        self.train_images, self.train_labels, kept = self._decode(train)
+        self.val_images, self.val_labels, _ = self._decode(splits["val"])
         if len(self.train_images) == 0:
             raise EdgeFerError(f"{cfg.data}: no readable training images")
+        self.train_targets, from_votes = self._targets(train.subset(kept))
+        if cfg.labels == "votes":
+            console.print(f"training on annotator vote distributions for {from_votes} of {len(kept)} images "
+                          "(labels.csv); the rest on their folder label")
         self.pre = Preprocessing(img_size=cfg.img_size)
         arch = FERNetConfig(num_classes=len(self.classes), img_size=cfg.img_size, width=cfg.width,
-                            attention=cfg.attention, head_scale=cfg.scale)
-        self.model = FERNet(arch).to(self.device).to(memory_format=torch.channels_last)
-        weights = torch.from_numpy(class_weights(self.train_labels, len(self.classes), cfg.balance))
-        self.loss = ArcFaceCenterLoss(len(self.classes), arch.embedding_dim, cfg.margin, cfg.scale,
-                                      cfg.center_weight, weights).to(self.device)
+                            attention=cfg.attention, head_scale=cfg.scale, head=cfg.head, neck=cfg.neck)
+        self.model = FERNet(arch)
+        if cfg.init:
+            self._load_init(cfg.init, arch)
+        self.model = self.model.to(self.device).to(memory_format=torch.channels_last)
+        k = len(self.classes)
+        weights = torch.from_numpy(class_weights(self.train_labels, k, cfg.balance))
+        prior = np.bincount(self.train_labels, minlength=k) / len(self.train_labels)
+        self.loss = FERLoss(k, arch.embedding_dim, cfg.head, cfg.margin, cfg.scale, cfg.center_weight, weights,
+                            torch.from_numpy(np.log(np.maximum(prior, 1e-6))), cfg.logit_adjust).to(self.device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.center_opt = torch.optim.SGD(self.loss.center.parameters(), lr=cfg.center_lr)
         self.train_step = data_parallel(TrainStep(self.model, self.loss, self.amp), self.world, self.device)
@@ -195,12 +217,52 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.history: list[dict] = []
-        self.best_acc = -1.0
+        self.best_score = -1.0
         self.wall = 0.0
 
-    def _decode(self, split: FaceFolder, name: str) -> tuple[list[np.ndarray], np.ndarray]:
+    def _load_init(self, path: str, arch: FERNetConfig) -> None:
+        """Weights of checkpoint ``path`` (whose input size may differ: global pooling makes that valid)."""
+        init = load_checkpoint(path)
+        if init.classes != self.classes:
+            raise EdgeFerError(f"{path}: --init checkpoint has classes {init.classes}, the data has {self.classes}")
+        if replace(init.config, img_size=arch.img_size) != arch:
+            raise EdgeFerError(f"{path}: --init checkpoint's architecture differs from the requested one "
+                               f"({init.config} vs {arch}); pass matching --width/--attention/--head/--neck/--scale")
+        self.model.load_state_dict(init.model.state_dict())
+
+    def recalibrate_batchnorm(self, size: int, count: int) -> None:
+        """Re-estimate every BatchNorm's running statistics at ``size`` on ``count`` unaugmented train images.
+
+        Moving a network to another input size shifts its activation statistics; a cumulative
+        average over a few thousand images (no gradients) re-centres them cheaply.
+        """
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over all batches
+        pick = self.rng.permutation(len(self.train_images))[:count]
+        spec = self.pre.with_size(size)
+        self.model.train()
+        with torch.no_grad():
+            for start in range(0, len(pick), self.cfg.batch_size):
+                idx = pick[start:start + self.cfg.batch_size]
+                x = torch.from_numpy(preprocess([self.train_images[i] for i in idx], spec)).to(self.device)
+                self.model(x.contiguous(memory_format=torch.channels_last))
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+
+    def _decode(self, split: FaceFolder) -> tuple[list[np.ndarray], np.ndarray, list[int]]:
         images, kept = load_images(split.paths, self.skips)
-        return images, split.labels[kept]
+        return images, split.labels[kept], kept
+
+    def _targets(self, split: FaceFolder) -> tuple[np.ndarray, int]:
+        """Per-image target distributions: one-hot majority labels, or FER+ votes with ``labels=votes``."""
+        if self.cfg.labels == "votes":
+            return vote_distributions(self.cfg.data, split.paths, split.labels, self.classes)
+        targets = np.zeros((len(split), len(self.classes)), dtype=np.float32)
+        targets[np.arange(len(split)), split.labels] = 1.0
+        return targets, 0
 
     # --- resumable state -------------------------------------------------
     def state_dir(self) -> Path:
@@ -222,7 +284,7 @@ class Trainer:
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
         write_json(folder / "state.json", {
             "config": asdict(self.cfg), "epoch": self.epoch, "step": self.step, "history": self.history,
-            "best_acc": self.best_acc, "wall": self.wall, "param_groups": groups,
+            "best_score": self.best_score, "wall": self.wall, "param_groups": groups,
             "rng": self.rng.bit_generator.state, "torch_seed": int(torch.initial_seed()),
         })
 
@@ -242,7 +304,8 @@ class Trainer:
                     state.setdefault(int(idx), {})[key] = v
             opt.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
         self.epoch, self.step = meta["epoch"], meta["step"]
-        self.history, self.best_acc, self.wall = meta["history"], meta["best_acc"], meta["wall"]
+        self.history, self.wall = meta["history"], meta["wall"]
+        self.best_score = meta.get("best_score", meta.get("best_acc", -1.0))
         self.rng.bit_generator.state = meta["rng"]
         torch.manual_seed(meta["torch_seed"] + self.epoch)
 
@@ -274,10 +337,11 @@ class Trainer:
             batch = preprocess([augment(self.train_images[i], aug_rng) for i in idx], spec)
             x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
             y = torch.from_numpy(self.train_labels[idx]).to(self.device)
+            target = torch.from_numpy(self.train_targets[idx]).to(self.device)
             factor = _lr_factor(self.step, self.total_steps, self.steps_per_epoch)
             for group in self.opt.param_groups:
                 group["lr"] = cfg.lr * factor
-            loss, cosine = self.train_step(x, y, self._margin())
+            loss, logits = self.train_step(x, target, y, self._margin())
             self.opt.zero_grad(set_to_none=True)
             self.center_opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -286,7 +350,7 @@ class Trainer:
             self.step += 1
             n = len(idx)
             tot_loss += loss.item() * n
-            tot_correct += float((cosine.argmax(1) == y).sum())
+            tot_correct += float((logits.argmax(1) == y).sum())
             seen += n
             progress.update(task, advance=n, info=f"loss {tot_loss / seen:.3f} acc {tot_correct / seen:.3f}")
         progress.remove_task(task)
@@ -297,10 +361,7 @@ class Trainer:
     def validate(self, size: int) -> tuple[float, Metrics]:
         spec = self.pre.with_size(size)
         logits = batched_logits(torch_runner(self.model, self.device), self.val_images, spec, 128)
-        y = torch.from_numpy(self.val_labels)
-        cos = torch.from_numpy(logits) / self.cfg.scale
-        with torch.no_grad():
-            val_loss = float(self.loss.arcface(cos.to(self.device), y.to(self.device)))
+        val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(self.val_labels)))
         return val_loss, compute_metrics(logits, self.val_labels, self.classes)
 
     def checkpoint(self, metrics: dict) -> Checkpoint:
@@ -338,6 +399,16 @@ def _train(cfg: TrainConfig, resume: bool, console: Console, world: World) -> Pa
         console.print(f"resuming at epoch {trainer.epoch + 1}/{cfg.total_epochs()}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    if not resume and cfg.recalibrate_bn > 0:
+        # Recalibrated but not yet trained: validated as "epoch 0", so val picks it if fine-tuning does not help.
+        t0, size = time.perf_counter(), cfg.size_at(0)
+        trainer.recalibrate_batchnorm(size, cfg.recalibrate_bn)
+        console.print(f"BatchNorm statistics re-estimated at {size} px on {cfg.recalibrate_bn} train images")
+        if world.main:
+            nan = float("nan")
+            _validate_and_write(trainer, {"epoch": 0, "img_size": size, "train_loss": nan, "train_acc": nan,
+                                          "lr": 0.0}, size, t0, out, console)
+        barrier(world)
     counts = dict(zip(trainer.classes, np.bincount(trainer.train_labels, minlength=len(trainer.classes)).tolist(),
                       strict=True))
     ddp = f", DDP world size {world.size} (global batch {cfg.batch_size * world.size})" if world.size > 1 else ""
@@ -355,9 +426,10 @@ def _train(cfg: TrainConfig, resume: bool, console: Console, world: World) -> Pa
                 _validate_and_write(trainer, record, size, t0, out, console)
             barrier(world)
     if world.main:
-        if trainer.best_acc < 0:  # never reached img_size (schedule without it): ship the last weights
+        if trainer.best_score < 0:  # never reached img_size (schedule without it): ship the last weights
             save_checkpoint(trainer.checkpoint({"val": trainer.validate(cfg.img_size)[1].to_dict()}), out)
-        console.print(f"best val accuracy {max(trainer.best_acc, 0):.3f}; {trainer.skips.summary()}; "
+        console.print(f"best val score (mean of accuracy and macro recall) {max(trainer.best_score, 0):.3f}; "
+                      f"{trainer.skips.summary()}; "
                       f"checkpoint {out / 'model.safetensors'}")
     return out
 
@@ -367,19 +439,23 @@ def _validate_and_write(trainer: Trainer, record: dict, size: int, t0: float, ou
     cfg = trainer.cfg
     record["val_loss"], metrics = trainer.validate(size)
     record["val_acc"] = metrics.accuracy
+    record["val_macro_recall"] = metrics.macro_recall
+    record["val_near_tie_share"] = metrics.margins.get("near_tie_share", float("nan"))
+    score = 0.5 * (metrics.accuracy + metrics.macro_recall)
     trainer.wall += time.perf_counter() - t0
     record["wall_s"] = round(trainer.wall, 1)
     trainer.history.append(record)
-    if size == cfg.img_size and metrics.accuracy > trainer.best_acc:
-        trainer.best_acc = metrics.accuracy
+    if size == cfg.img_size and score > trainer.best_score:
+        trainer.best_score = score
         save_checkpoint(trainer.checkpoint({"val": metrics.to_dict(), "best_epoch": trainer.epoch}), out)
         plot_confusion(metrics.confusion, trainer.classes, out / "confusion_matrix.png",
                        f"val, epoch {trainer.epoch} ({metrics.accuracy:.1%})")
     trainer.save_state()
-    write_json(out / "metrics.json", {"history": trainer.history, "best_val_acc": trainer.best_acc,
+    write_json(out / "metrics.json", {"history": trainer.history, "best_val_score": trainer.best_score,
+                                      "best_val_score_is": "mean of val accuracy and val macro recall",
                                       "skipped_images": trainer.skips.skipped})
     plot_curves(trainer.history, ["train_loss", "val_loss"], "loss", out / "loss.png")
-    plot_curves(trainer.history, ["train_acc", "val_acc"], "accuracy", out / "accuracy.png")
+    plot_curves(trainer.history, ["train_acc", "val_acc", "val_macro_recall"], "accuracy", out / "accuracy.png")
     console.print(f"epoch {record['epoch']:>3} @{size}px  loss {record['train_loss']:.3f}  "
-                  f"train {record['train_acc']:.3f}  val {record['val_acc']:.3f}  "
-                  f"({trainer.wall / 60:.1f} min)")
+                  f"train acc {record['train_acc']:.3f}  val acc {record['val_acc']:.3f}  "
+                  f"val macro recall {record['val_macro_recall']:.3f}  ({trainer.wall / 60:.1f} min)")

@@ -89,3 +89,41 @@ def test_augment_keeps_shape_and_type_and_weights_are_mean_one() -> None:
         assert np.isclose(w[labels].mean(), 1.0) and w[2] == 0
     full = class_weights(labels, 2, "full")
     assert np.isclose(full[1] / full[0], 9.0)
+
+
+def test_vote_distributions_from_labels_csv(tmp_path) -> None:
+    """FER+ votes -> target distributions: names mapped, single votes dropped, unknown/NF ignored."""
+    from edge_fer.data.votes import vote_distributions
+
+    (tmp_path / "train" / "sad").mkdir(parents=True)
+    (tmp_path / "labels.csv").write_text(
+        "path,votes_neutral,votes_happiness,votes_sadness,votes_anger,votes_unknown,votes_NF\n"
+        "train/sad/a.png,4,1,5,0,0,0\n"          # happiness single vote dropped -> neutral .444, sad .556
+        "train/sad/b.png,0,0,1,1,8,0\n")         # only single votes left -> keeps its one-hot folder label
+    classes = ["angry", "happy", "neutral", "sad"]
+    paths = [tmp_path / "train/sad/a.png", tmp_path / "train/sad/b.png", tmp_path / "train/sad/c.png"]
+    targets, found = vote_distributions(tmp_path, paths, np.array([3, 3, 3]), classes)
+    assert found == 1
+    np.testing.assert_allclose(targets[0], [0, 0, 4 / 9, 5 / 9], atol=1e-6)
+    np.testing.assert_array_equal(targets[1], [0, 0, 0, 1])
+    np.testing.assert_array_equal(targets[2], [0, 0, 0, 1])  # no row: folder label
+
+
+def test_vote_distributions_on_fer_mini_agree_with_majority_labels(fer_mini) -> None:
+    from edge_fer.data.votes import vote_distributions
+
+    train = scan_folder(fer_mini / "train")
+    targets, found = vote_distributions(fer_mini, train.paths, train.labels, train.classes)
+    assert found == len(train)
+    assert (targets.argmax(1) == train.labels).all()  # the majority rule picks the largest share
+    assert (targets.max(1) < 1).mean() > 0.3  # most images carry a real distribution
+
+
+def test_class_weight_balance_modes() -> None:
+    labels = np.array([0] * 90 + [1] * 10)
+    full, sqrt, none = (class_weights(labels, 3, m) for m in ("full", "sqrt", "none"))
+    for w in (full, sqrt, none):
+        assert abs(w[labels].mean() - 1.0) < 1e-5 and w[2] == 0  # mean 1 over samples; absent class 0
+    assert full[1] / full[0] == pytest.approx(9.0, rel=1e-5)
+    assert sqrt[1] / sqrt[0] == pytest.approx(3.0, rel=1e-5)
+    assert none[0] == none[1]

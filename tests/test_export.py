@@ -63,3 +63,31 @@ def test_failed_export_leaves_no_file(tiny_checkpoint: Path, tmp_path: Path) -> 
     assert list(out.iterdir()) == []
     with pytest.raises(EdgeFerError, match="does not exist"):
         export_checkpoint(load_checkpoint(tiny_checkpoint), tmp_path / "no" / "m.onnx", embedded_faces())
+
+
+def test_bn_neck_linear_head_exports_as_one_gemm_with_parity(tmp_path: Path) -> None:
+    """The v2 head (BatchNorm1d neck + linear FC) folds into one Gemm and matches PyTorch at its size."""
+    import torch
+
+    from edge_fer.checkpoint import Checkpoint, save_checkpoint
+    from edge_fer.data.preprocessing import Preprocessing
+    from edge_fer.model import FERNet, FERNetConfig
+
+    torch.manual_seed(0)
+    model = FERNet(FERNetConfig(num_classes=8, img_size=64, width=0.25, head="linear", neck="bn"))
+    with torch.no_grad():  # non-trivial running statistics, as after training
+        model.neck.running_mean.uniform_(-1, 1)
+        model.neck.running_var.uniform_(0.5, 2.0)
+        model.neck.weight.uniform_(0.5, 1.5)
+        model.neck.bias.uniform_(-0.5, 0.5)
+    classes = ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    save_checkpoint(Checkpoint(model, classes, Preprocessing(64)), tmp_path / "ckpt")
+    ckpt = load_checkpoint(tmp_path / "ckpt")
+    assert ckpt.config.head == "linear" and ckpt.config.neck == "bn"
+    cmp = export_checkpoint(ckpt, tmp_path / "m.onnx", embedded_faces())
+    assert cmp.max_abs < 1e-3 and cmp.top1_agreement == 1.0
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node]
+    assert "BatchNormalization" not in ops and ops[-1] == "Gemm"
+    eval_logits = model.eval()(torch.randn(2, 3, 64, 64))
+    train_mode_logits = model.head(model.neck.eval()(model.embed(torch.zeros(1, 3, 64, 64))))
+    assert eval_logits.shape == (2, 8) and train_mode_logits.shape == (1, 8)

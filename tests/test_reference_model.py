@@ -35,3 +35,20 @@ def test_accuracy_on_fer_mini_test_matches_the_card(fer_mini: Path) -> None:
     logits = batched_logits(TorchRunner.from_checkpoint(ckpt), images, ckpt.preprocessing, 64)
     accuracy = compute_metrics(logits, folder.labels[kept], ckpt.classes).accuracy
     assert accuracy == pytest.approx(claimed, abs=0.03)
+
+
+def test_shipped_default_labels_the_astronaut_happy(tmp_path: Path) -> None:
+    """Regression: the README's photo (scikit-image's astronaut, a clear smile) through `edge-fer predict`."""
+    import cv2
+    from typer.testing import CliRunner
+
+    from edge_fer.cli import app
+
+    skimage_data = pytest.importorskip("skimage.data")
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))
+    result = CliRunner().invoke(app, ["predict", str(photo), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    faces = json.loads((tmp_path / "out" / "predictions.json").read_text())["results"]
+    assert len(faces) == 1
+    assert faces[0]["label"] == "happy" and faces[0]["p"] > 0.5

@@ -74,3 +74,20 @@ def test_cli_bad_data_is_one_line_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "nope")])
     assert result.exit_code == 1
     assert "no train/ folder" in result.output and "Traceback" not in result.output
+
+
+def test_v2_head_votes_init_and_bn_recalibration(fer_mini: Path, tmp_path: Path) -> None:
+    """BN-neck linear head on vote distributions, then a fine-tune at another size from it (--init)."""
+    first = train(_cfg(fer_mini, tmp_path / "a", epochs=1, head="linear", neck="bn", labels="votes",
+                       logit_adjust=1.0))
+    meta = json.loads((first / "model.json").read_text())
+    assert meta["architecture"]["head"] == "linear" and meta["architecture"]["neck"] == "bn"
+    assert 0.0 <= meta["metrics"]["val"]["macro_recall"] <= 1.0
+    assert "near_tie_share" in meta["metrics"]["val"]["margins"]
+    tuned = train(_cfg(fer_mini, tmp_path / "b", schedule=[(64, 1)], img_size=64, head="linear", neck="bn",
+                       init=str(first), recalibrate_bn=64))
+    assert load_checkpoint(tuned).preprocessing.img_size == 64
+    history = json.loads((tuned / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [0, 1]  # epoch 0: recalibrated only, a candidate on val too
+    with pytest.raises(EdgeFerError, match="architecture differs"):
+        train(_cfg(fer_mini, tmp_path / "c", epochs=1, init=str(first)))  # cosine head vs the linear one
