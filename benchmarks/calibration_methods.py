@@ -31,7 +31,7 @@ from edge_fer.evaluate import batched_logits  # noqa: E402
 from edge_fer.plots import save_figure  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "ferplus"
-MODEL = ROOT / "models" / "fernet-ferplus"
+MODEL = ROOT / "edge_fer" / "models" / "fernet-ferplus"
 RUNS = [("cpu", "minmax"), ("cpu", "entropy"), ("cpu", "percentile"), ("jetson", "minmax"), ("jetson", "entropy"),
         ("intel", "minmax"), ("intel", "percentile")]  # jetson: its QDQ ONNX, run by ORT on this CPU
 EDGE_FER = [sys.executable, "-m", "edge_fer.cli"]
@@ -84,7 +84,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def markdown(rows: list[dict], n: int, float_acc: float) -> str:
     lines = ["# INT8 calibration methods: time, memory, FER+ test parity", "",
-             f"Reference model (`models/fernet-ferplus`, float {float_acc:.2%} on FER+ test, {n} images), "
+             f"Reference model (`edge_fer/models/fernet-ferplus`, float {float_acc:.2%} on FER+ test, {n} images), "
              "512 seeded, stratified FER+ train images (408 calibrate, 102 held out). Times are one run each "
              "on a noisy 2-core VM.", "",
              "| target | method | CLI wall s | quantize s | peak RSS MB | test accuracy | drop pt | agreement | "

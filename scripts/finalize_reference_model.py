@@ -6,7 +6,7 @@
 Evaluates on ../shared/data/ferplus/test (the card's headline figures) and
 ../shared/data/fer-mini/test (the figure CI re-checks), stores both in
 model.json["metrics"], writes the test confusion matrix beside the weights and
-regenerates models/README.md from every shipped model's model.json (plus INT8
+regenerates edge_fer/models/README.md from every shipped model's model.json (plus INT8
 latency from ``edge-fer bench`` results.json files), so the card cannot drift from
 the checkpoints it describes.
 """
@@ -172,9 +172,9 @@ checkpoint argument or `$EDGE_FER_MODEL`); `fernet-ferplus-224/` is the same net
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, nargs="?", help="Training output folder")
-    parser.add_argument("name", nargs="?", choices=ORDER, help="Model folder to write under models/")
+    parser.add_argument("name", nargs="?", choices=ORDER, help="Model folder to write under edge_fer/models/")
     parser.add_argument("--bench", type=Path, nargs="*", default=[], help="edge-fer bench results.json files")
-    parser.add_argument("--card-only", action="store_true", help="Only regenerate models/README.md")
+    parser.add_argument("--card-only", action="store_true", help="Only regenerate edge_fer/models/README.md")
     args = parser.parse_args()
     if not args.card_only:
         if args.run is None or args.name is None:
