@@ -138,3 +138,24 @@ def verdict(row: dict, max_drop: float, min_agreement: float) -> tuple[bool, str
 def all_logits(runners: dict[str, Runner], images: Sequence[np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
     """Logits of every runner on the same images, each through its own artifact's preprocessing."""
     return {name: batched_logits(run, images, run.info.preprocessing, batch_size) for name, run in runners.items()}
+
+
+def recommend(rows: dict[str, dict], reference: str = "torch fp32") -> dict:
+    """Which engine to ship: the fastest row that passes the gate (at the first batch size timed).
+
+    The float reference always passes, so there is always an answer; when it is the
+    reference itself, no converted engine was both faster and within the gate.
+    ``by_batch`` names the winner at every batch size, which may differ (INT8 gains more at batch 8).
+    """
+    passing = {name: row for name, row in rows.items() if row["passed"] and row.get("latency")}
+    by_batch: dict[str, str] = {}
+    for i, lat in enumerate(rows[reference]["latency"]):
+        by_batch[str(lat["batch"])] = min(passing, key=lambda name: passing[name]["latency"][i]["median_ms"])
+    first = rows[reference]["latency"][0]["batch"]
+    name = by_batch[str(first)]
+    row, lat = passing[name], passing[name]["latency"][0]
+    out = {"row": name, "batch": first, "median_ms": lat["median_ms"], "speedup_vs_torch": lat["speedup_vs_torch"],
+           "top1_agreement": row["top1_agreement"], "by_batch": by_batch}
+    if "accuracy_drop_pt" in row:
+        out["accuracy_drop_pt"] = row["accuracy_drop_pt"]
+    return out

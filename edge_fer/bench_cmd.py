@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from rich import box
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -23,7 +24,7 @@ from edge_fer.artifact import artifact_bytes
 from edge_fer.atomic import write_json, write_text
 from edge_fer.backends import open_runner
 from edge_fer.backends.base import Runner
-from edge_fer.bench import all_logits, measure_energy, parity, time_interleaved, verdict
+from edge_fer.bench import all_logits, measure_energy, parity, recommend, time_interleaved, verdict
 from edge_fer.bench_remote import Remote, run_remote
 from edge_fer.calibration import load_calibration
 from edge_fer.checkpoint import load_checkpoint, sha256_file, weights_path
@@ -83,6 +84,17 @@ class BenchOptions:
     precisions: tuple[str, ...] = ()
     seconds: float | None = None  # timed rounds by wall time instead of --iters
     energy_seconds: float = 3.0  # jetson with tegrastats: per backend and batch size
+    wide: bool = False  # terminal table with every column (report.md and results.json always have them)
+
+
+# What a bench writes to --out; a reused folder loses the previous run's copies, so it describes one run.
+OUTPUT_FILES = ("results.json", "report.md", "latency.png", "confusion_float_vs_int8.png", "per_class_delta.png")
+
+
+def clear_outputs(out: Path) -> None:
+    """Remove an earlier bench's files from ``out`` (only the names a bench writes: nothing else is touched)."""
+    for name in OUTPUT_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 def _artifact(cache: Path, checkpoint: Path, backend: str, precision: str, calib: list[np.ndarray],
@@ -210,6 +222,8 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
         images, skips, data_name = embedded_faces(), SkipReport(), EMBEDDED_NAME
     # Calibrate on a separate set (never on the images accuracy is measured on).
     calib, calib_desc = load_calibration(opts.calib, CALIB_SIZE, 0, SkipReport())
+    if calib_desc["warning"]:
+        console.print(f"[yellow]warning:[/] {calib_desc['warning']}")
     calib_key = (calib_desc["manifest_sha256"] or "embedded")[:12] + f"-r{RECIPE}"
     torch_device = "cuda" if opts.device == "jetson" and _cuda() else "cpu"
     runners: dict[str, Runner] = {}
@@ -255,13 +269,14 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
                 rows[name].setdefault("latency", []).append(summary)
     for row in rows.values():
         row["passed"], row["verdict"] = verdict(row, opts.max_drop, opts.min_agreement)
+    recommendation = recommend(rows)
     results = {
         "edge_fer_version": __version__, "device": opts.device, "checkpoint": str(checkpoint),
         "checkpoint_sha256": ckpt_sha, "data": data_name, "n_images": len(images),
         "skipped_images": len(skips.skipped), "calibration": calib_desc, "gate": {"max_drop_pt": opts.max_drop,
                                                         "min_agreement": opts.min_agreement},
         "machine": {"platform": platform.platform(), **hostcpu.summary(), "peak_rss_mb": peak_rss_mb()},
-        "rows": rows, "passed": all(r["passed"] for r in rows.values()),
+        "rows": rows, "passed": all(r["passed"] for r in rows.values()), "recommendation": recommendation,
         "timing": {"warmup": opts.warmup, "iters": None if opts.seconds else opts.iters, "seconds": opts.seconds,
                    "interleaved": "random order per round (seed 0)"},
     }
@@ -272,10 +287,11 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
         results["jetson"] = {**power_state(), "tegrastats": "sampled" if stats else "not found (no energy figures)",
                              "l4t": l4t, "jetpack": jetpack_release(l4t)}
     opts.out.mkdir(parents=True, exist_ok=True)
+    clear_outputs(opts.out)
     write_json(opts.out / "results.json", results)
     write_text(opts.out / "report.md", report_markdown(results))
     _plots(results, ckpt.classes, opts.out)
-    console.print(results_table(results))
+    console.print(results_table(results, opts.wide))
     return results
 
 
@@ -297,10 +313,15 @@ def remote_args(opts: BenchOptions) -> list[str]:
 def run_bench_remote(checkpoint: Path, opts: BenchOptions, remote: Remote, console: Console) -> dict:
     """The same bench on ``remote`` (see :mod:`edge_fer.bench_remote`); results land in ``opts.out`` here."""
     select_rows(opts.device, opts.backends, opts.precisions)  # a typo fails here, not after the copy
+    if opts.out.is_dir():
+        clear_outputs(opts.out)
     results, _status = run_remote(remote, weights_path(checkpoint), remote_args(opts), opts.data, opts.calib,
                                   opts.out, _log(console))
+    if "recommendation" not in results:  # an older edge-fer there
+        results["recommendation"] = recommend(results["rows"])
+        write_json(opts.out / "results.json", results)
     write_text(opts.out / "report.md", report_markdown(results))
-    console.print(results_table(results))
+    console.print(results_table(results, opts.wide))
     return results
 
 
@@ -332,7 +353,42 @@ def _fmt(row: dict, key: str, fmt: str) -> str:
     return format(row[key], fmt) if key in row else "-"
 
 
-def results_table(results: dict) -> Table:
+BACKEND_LABELS = {"torch": "torch", "onnxruntime": "ORT", "openvino": "OpenVINO", "tensorrt": "TensorRT"}
+
+
+def engine_label(name: str, row: dict) -> str:
+    """Short, readable row name for the terminal: ``ORT int8-naive``, ``OpenVINO default→bf16``."""
+    backend, asked = name.split(" ", 1)
+    ran = "" if row["precision"] in asked else f"→{row['precision']}"
+    return f"{BACKEND_LABELS.get(backend, backend)} {asked}{ran}"
+
+
+def results_table(results: dict, wide: bool = False) -> Table:
+    """The terminal table: at most 80 columns with the figures a user decides on; ``wide`` adds the rest."""
+    if wide:
+        return _wide_table(results)
+    gate = results["gate"]
+    table = Table(title=f"edge-fer bench --device {results['device']} ({results['n_images']} images)",
+                  caption=f"median of interleaved calls; speed-up vs torch fp32 at the same batch; "
+                          f"✗ misses the gate (drop <= {gate['max_drop_pt']} pt, agreement >= "
+                          f"{gate['min_agreement']:.1%}); --wide or report.md for the rest",
+                  caption_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    table.add_column("engine", no_wrap=True)
+    for col in ("batch", "median ms", "speed-up", "drop pt", "agreement"):
+        table.add_column(col, justify="right")
+    table.add_column("verdict")
+    for name, row in results["rows"].items():
+        fails = "" if row["passed"] else row["verdict"]  # verdict() names each failing figure
+        drop = _fmt(row, "accuracy_drop_pt", "+.2f") + (" ✗" if "drop" in fails else "")
+        agreement = f"{row['top1_agreement']:.1%}" + (" ✗" if "agreement" in fails else "")
+        for lat in row.get("latency", []):
+            table.add_row(engine_label(name, row), str(lat["batch"]), f"{lat['median_ms']:.2f}",
+                          f"{lat['speedup_vs_torch']:.2f}x", drop, agreement,
+                          "pass" if row["passed"] else "[bold red]FAIL[/]")
+    return table
+
+
+def _wide_table(results: dict) -> Table:
     table = Table(title=f"edge-fer bench --device {results['device']} ({results['n_images']} images)")
     for col in ("backend", "precision", "batch", "median ms", "p90 ms", "speed-up", "accuracy", "drop pt",
                 "agreement", "max |dlogit|", "verdict"):
@@ -346,6 +402,20 @@ def results_table(results: dict) -> Table:
     return table
 
 
+def recommendation_line(results: dict) -> str:
+    """One sentence naming the engine to ship, for the end of the bench's output."""
+    rec, rows, gate = results["recommendation"], results["rows"], results["gate"]
+    label = engine_label(rec["row"], rows[rec["row"]])
+    if rec["row"] == "torch fp32":
+        return (f"recommendation: {label}: no converted engine is faster and within the gate "
+                f"(drop <= {gate['max_drop_pt']} pt, agreement >= {gate['min_agreement']:.1%})")
+    drop = f", drop {rec['accuracy_drop_pt']:+.2f} pt" if "accuracy_drop_pt" in rec else ""
+    others = [f"batch {b}: {engine_label(n, rows[n])}" for b, n in rec["by_batch"].items() if n != rec["row"]]
+    return (f"recommendation: {label}, the fastest engine within the gate: {rec['median_ms']:.2f} ms at batch "
+            f"{rec['batch']}, {rec['speedup_vs_torch']:.2f}x torch fp32, agreement {rec['top1_agreement']:.1%}"
+            f"{drop}" + (f"; fastest within the gate at {', '.join(others)}" if others else ""))
+
+
 def report_markdown(results: dict) -> str:
     lines = [f"# edge-fer bench: {results['device']}", "",
              f"* checkpoint `{results['checkpoint']}` (sha256 {results['checkpoint_sha256'][:16]}...)",
@@ -353,7 +423,8 @@ def report_markdown(results: dict) -> str:
              f"* INT8 calibration: {results['calibration']['source']} ({results['calibration']['n_images']} images)",
              f"* machine: {results['machine']['cpu']} ({', '.join(results['machine']['flags']) or 'no AVX-512/VNNI'})",
              f"* gate: drop <= {results['gate']['max_drop_pt']} pt, agreement >= "
-             f"{results['gate']['min_agreement']:.2%}: **{'PASS' if results['passed'] else 'FAIL'}**", "",
+             f"{results['gate']['min_agreement']:.2%}: **{'PASS' if results['passed'] else 'FAIL'}**",
+             f"* {recommendation_line(results)}", "",
              "| backend | precision | batch | median ms | p90 ms | p99 ms | img/s | cold ms | speed-up vs torch | "
              "model MB | +RSS MB | accuracy | drop pt | agreement | max abs dlogit | KL | verdict |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -401,17 +472,24 @@ def _plots(results: dict, classes: list[str], out: Path) -> None:
     from edge_fer.plots import save_figure
 
     rows = results["rows"]
-    fig, ax = plt.subplots(figsize=(7, 3.8))
     names = list(rows)
-    ax.boxplot([rows[n]["latency"][0]["times_ms"] for n in names], tick_labels=names, orientation="horizontal",
-               showfliers=False)
-    ax.set_xlabel(f"latency per call, ms (batch {rows[names[0]]['latency'][0]['batch']}, interleaved)")
+    batches = [lat["batch"] for lat in rows[names[0]]["latency"]]
+    fig, axes = plt.subplots(1, len(batches), figsize=(3.2 + 3.8 * len(batches), 0.9 + 0.45 * len(names)),
+                             sharey=True, squeeze=False, layout="constrained")
+    for i, (ax, batch) in enumerate(zip(axes[0], batches, strict=True)):
+        ax.boxplot([rows[n]["latency"][i]["times_ms"] for n in names], tick_labels=names, orientation="horizontal",
+                   showfliers=False)
+        ax.set_title(f"batch {batch}")
+        ax.set_xlabel("ms per call")
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"edge-fer bench --device {results['device']}: latency per call (interleaved rounds)")
     save_figure(fig, out / "latency.png")
     int8 = [n for n in rows if "int8" in n and "confusion" in rows[n]]
     if "confusion" in rows["torch fp32"] and int8:
         plot_confusions_side_by_side(
             [("torch fp32", np.asarray(rows["torch fp32"]["confusion"]))] +
-            [(n, np.asarray(rows[n]["confusion"])) for n in int8], classes, out / "confusion_float_vs_int8.png")
+            [(n, np.asarray(rows[n]["confusion"])) for n in int8], classes, out / "confusion_float_vs_int8.png",
+            f"Confusion matrices on {results['data']}, float vs INT8 (rows: recall per true class)")
         fig, ax = plt.subplots(figsize=(7, 3.8))
         width = 0.8 / len(int8)
         for i, n in enumerate(int8):
@@ -420,5 +498,6 @@ def _plots(results: dict, classes: list[str], out: Path) -> None:
         ax.set_xticks(np.arange(len(classes)) + 0.4 - width / 2, classes, rotation=30)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_ylabel("recall change vs float (pt)")
+        ax.set_title(f"Per-class recall, INT8 vs float ({results['data']})")
         ax.legend()
         save_figure(fig, out / "per_class_delta.png")

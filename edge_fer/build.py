@@ -219,7 +219,9 @@ def build_intel(model: Path | str, out: Path | str, precision: str = "fp32", dev
 
                 images, desc = calibration_images(calib, size, seed, log)
                 quantized = quantize(onnx_path, xml, images, target="intel", calibration=desc, log=log)
-                os.replace(stage / "model.json", stage / "quantize.json")
+                # quantized in the staging folder: the report names the file where it ends up
+                (stage / "model.json").unlink()
+                write_json(stage / "quantize.json", {**quantized, "output": str(out / "model.xml")})
                 _stamp_ir(xml, provenance)
                 report["calibration"] = desc
                 report["float_vs_int8_heldout"] = quantized.get("float_vs_int8_heldout")
@@ -335,7 +337,7 @@ def build_jetson(model: Path | str, output: Path | str | None, settings: EngineS
             files = write_bundle(bundle, trt_onnx, info, settings, deepstream_files=ds_files,
                                  manifest=_manifest(calib, size, seed) if qreport else None,
                                  quantize_report=qreport, source=source)
-            return {"bundle": str(bundle), "files": files}
+            return {"bundle": str(bundle), "files": files, "calibration": desc}
         extra = {"source": source, "calibration": desc,
                  "float_vs_int8_heldout": qreport.get("float_vs_int8_heldout") if qreport else None}
         engine_bytes, sidecar = build_engine(trt_onnx, settings, info, batches, extra, log)
@@ -344,7 +346,7 @@ def build_jetson(model: Path | str, output: Path | str | None, settings: EngineS
     return {"engine": str(output), "sidecar": str(sidecar_path(output)),
             "files": [*written, output.name, sidecar_path(output).name],
             "tensorrt_version": sidecar["tensorrt_version"], "precision": settings.precision,
-            "layers": sidecar["layers"]["summary"]}
+            "layers": sidecar["layers"]["summary"], "calibration": desc}
 
 
 def _deepstream_engine(ds_onnx: Path, output: Path, settings: EngineSettings, info: ModelInfo, source: dict,

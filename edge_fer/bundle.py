@@ -189,7 +189,8 @@ def write_bundle(folder: Path | str, onnx_path: Path, info: ModelInfo, settings:
     if manifest is not None:
         files["calibration.txt"] = manifest
     if quantize_report is not None:
-        files["quantize.json"] = json.dumps(quantize_report, indent=2) + "\n"
+        # quantized in a temp folder: the report names the file as it is in the bundle
+        files["quantize.json"] = json.dumps({**quantize_report, "output": ONNX_NAME}, indent=2) + "\n"
     files["README.md"] = readme(info, settings, {*files, "README.md"})
     with staging_dir(folder) as tmp:
         for file, content in files.items():

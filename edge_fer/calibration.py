@@ -160,14 +160,13 @@ def load_calibration(source: str | Path | None, size: int, seed: int, skips: Ski
     """Decoded calibration images and a description of where they came from (for the report).
 
     ``source``: a folder (sampled like :func:`make_manifest`), a manifest file, or
-    None for the embedded faces (with a printed warning).  Unreadable images are
-    skipped and counted in ``skips``; fewer usable images than ``batch_size`` is an error.
+    None for the embedded faces (``desc["warning"]`` says why that is weak; the command prints it once).
+    Unreadable images are skipped and counted in ``skips``; fewer usable images than ``batch_size`` is an error.
     """
     desc: dict = {"seed": seed, "manifest_sha256": "", "warning": ""}
     if source is None:
         images = embedded_faces()
         desc.update(source=EMBEDDED_NAME, kind="embedded", warning=EMBEDDED_WARNING)
-        print(f"warning: {EMBEDDED_WARNING}")
     else:
         src = Path(source)
         if src.is_file():

@@ -383,6 +383,7 @@ def build(
     def say(msg: str) -> None:
         console.print(msg, highlight=False, soft_wrap=True)
 
+    calib_warning = (report.get("calibration") or {}).get("warning")
     if target == "intel":
         say(f"wrote {report['output']}/ ({', '.join(report['files'])}): {report['device']} "
             f"{report['requested_precision']} requested, computes in "
@@ -397,6 +398,8 @@ def build(
     else:
         say(f"wrote {report['engine']} + {Path(report['sidecar']).name} (TensorRT {report['tensorrt_version']}, "
             f"{report['precision']}, layers {report['layers']})")
+    if calib_warning:
+        say(f"[yellow]warning:[/] {calib_warning}")
 
 
 @app.command()
@@ -431,9 +434,12 @@ def bench(
     remote_dir: Annotated[str, typer.Option(help="--host: working folder there")] = "edge-fer-bench",
     remote_edge_fer: Annotated[str, typer.Option(help="--host: the edge-fer command there")] = "edge-fer",
     json_out: Annotated[bool, typer.Option("--json", help="Print results.json to stdout")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column in the terminal table (p90, accuracy, "
+                                                      "max |dlogit|, full verdicts); report.md always has them")
+                    ] = False,
 ) -> None:
     """Latency and accuracy parity of every backend vs the float model; exit 1 when the gate fails."""
-    from edge_fer.bench_cmd import BenchOptions, run_bench, run_bench_remote
+    from edge_fer.bench_cmd import BenchOptions, recommendation_line, run_bench, run_bench_remote
     from edge_fer.bench_remote import Remote
 
     try:
@@ -443,7 +449,7 @@ def bench(
     if seconds is not None and seconds <= 0:
         raise EdgeFerError(f"--seconds {seconds}: give a positive number of seconds")
     opts = BenchOptions(device, data, batches, warmup, iters, threads, max_drop, min_agreement, cache, out, calib,
-                        _names(backends), _names(precisions), seconds, energy_seconds)
+                        _names(backends), _names(precisions), seconds, energy_seconds, wide)
     if host:
         remote = Remote.parse(host, ssh_option or [], remote_dir, remote_edge_fer)
         results = run_bench_remote(_checkpoint_path(checkpoint), opts, remote, console)
@@ -453,10 +459,13 @@ def bench(
         import json
 
         typer.echo(json.dumps(results, indent=2))
-    console.print(f"report: {out / 'report.md'}")
+    console.print(f"report: {out / 'report.md'}", highlight=False)
     if not results["passed"]:
         failed = [f"{n}: {r['verdict']}" for n, r in results["rows"].items() if not r["passed"]]
-        raise EdgeFerError("parity gate failed: " + "; ".join(failed))
+        console.print("[bold red]error:[/] parity gate failed: " + "; ".join(failed), highlight=False, soft_wrap=True)
+    console.print(recommendation_line(results), highlight=False, soft_wrap=True)  # the answer comes last
+    if not results["passed"]:
+        raise typer.Exit(1)
 
 
 def _names(text: str | None) -> tuple[str, ...]:

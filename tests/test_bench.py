@@ -58,9 +58,18 @@ def test_cpu_bench_writes_results_and_a_damaged_int8_fails_the_gate(tiny_checkpo
 
 
 def test_intel_bench_on_embedded_faces_reports_real_precisions(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()  # a reused --out: a labelled cpu run's plot must not sit beside this report
+    (tmp_path / "out" / "confusion_float_vs_int8.png").write_bytes(b"stale")
+    (tmp_path / "out" / "notes.txt").write_text("the user's own file")
     result = _bench(tiny_checkpoint, tmp_path, "--device", "intel", "--min-agreement", "0")
     assert result.exit_code == 0, result.output
-    rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    assert result.output.count("no --calib given") == 1  # each warning once per run
+    assert result.output.rstrip().splitlines()[-1].startswith("recommendation: ")  # the answer comes last
+    assert not (tmp_path / "out" / "confusion_float_vs_int8.png").exists()
+    assert (tmp_path / "out" / "notes.txt").exists()
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    rows = res["rows"]
+    assert res["recommendation"]["row"] in rows and rows[res["recommendation"]["row"]]["passed"]
     assert rows["openvino fp32"]["settings"]["inference_precision"] == "f32"
     assert rows["openvino bf16"]["settings"]["inference_precision"] in ("bf16", "f32")  # f32 where no bf16 HW
     assert rows["openvino int8"]["precision"] == "int8"
@@ -153,3 +162,64 @@ def test_interleaved_rounds_shuffle_so_no_backend_always_follows_the_same_one() 
     assert {"b", "c", "d"} <= after_a  # a rotation of one fixed order would always put "b" after "a"
     assert all(sorted(timed[i:i + 4]) == list("abcd") for i in range(0, len(timed), 4))  # each round runs all once
     assert all(len(r.times_ms) == 40 for r in result.values())
+
+
+def _recorded(device: str) -> dict:
+    """A recorded FER+ bench (real figures, real row names), with the recommendation a bench now adds."""
+    from edge_fer.bench import recommend
+
+    path = next((Path(__file__).parents[1] / "benchmarks" / "results").glob(f"*-{device}.json"))
+    results = json.loads(path.read_text())
+    results["recommendation"] = recommend(results["rows"])
+    return results
+
+
+@pytest.mark.parametrize("device", ["cpu", "intel"])
+def test_terminal_table_fits_80_columns_without_truncating_a_cell(device: str) -> None:
+    from rich.console import Console
+
+    from edge_fer.bench_cmd import engine_label, results_table
+
+    results = _recorded(device)
+    results["rows"]["onnxruntime fp32"]["passed"] = False  # a row failing both figures: the longest verdict
+    results["rows"]["onnxruntime fp32"]["verdict"] = "agreement 90.00% < 99.00%; accuracy drop 2.00 pt > 0.50 pt"
+    console = Console(width=80, record=True)
+    console.print(results_table(results))
+    text = console.export_text()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    lines = text.splitlines()
+    for name, row in results["rows"].items():
+        for lat in row["latency"]:
+            line = next(ln for ln in lines if ln.lstrip().startswith(engine_label(name, row) + " ") and
+                        f" {lat['median_ms']:.2f} " in ln)
+            assert f"{lat['speedup_vs_torch']:.2f}x" in line and f"{row['top1_agreement']:.1%}" in line
+            assert format(row["accuracy_drop_pt"], "+.2f") in line
+            assert ("pass" if row["passed"] else "FAIL") in line
+    failing = next(ln for ln in lines if ln.lstrip().startswith("ORT fp32 "))
+    assert failing.count("✗") == 2  # both failing figures are marked
+
+    wide = Console(width=200, record=True)
+    wide.print(results_table(results, wide=True))
+    assert "accuracy drop 2.00 pt > 0.50 pt" in wide.export_text()  # --wide keeps the full reasons
+
+
+def test_recommendation_is_the_fastest_row_within_the_gate() -> None:
+    from edge_fer.bench import recommend
+    from edge_fer.bench_cmd import recommendation_line
+
+    def row(passed: bool, *ms: float) -> dict:
+        latency = [{"batch": b, "median_ms": m, "speedup_vs_torch": 10 / m} for b, m in zip((1, 8), ms, strict=True)]
+        return {"passed": passed, "top1_agreement": 0.995 if passed else 0.9, "accuracy_drop_pt": 0.1,
+                "precision": "fp32" if ms[0] == 10 else "int8", "latency": latency}
+
+    rows = {"torch fp32": row(True, 10, 40), "onnxruntime int8": row(True, 4, 20), "openvino int8": row(False, 2, 8),
+            "onnxruntime int8-naive": row(True, 5, 15)}
+    rec = recommend(rows)
+    assert rec["row"] == "onnxruntime int8" and rec["batch"] == 1 and rec["median_ms"] == 4
+    assert rec["by_batch"] == {"1": "onnxruntime int8", "8": "onnxruntime int8-naive"}  # failing openvino never wins
+    line = recommendation_line({"recommendation": rec, "rows": rows, "gate": {"max_drop_pt": 0.5,
+                                                                           "min_agreement": 0.99}})
+    assert line.startswith("recommendation: ORT int8, the fastest engine within the gate: 4.00 ms at batch 1, 2.50x")
+    assert "batch 8: ORT int8-naive" in line
+    only_torch = recommend({"torch fp32": rows["torch fp32"], "openvino int8": rows["openvino int8"]})
+    assert only_torch["row"] == "torch fp32"

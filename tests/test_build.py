@@ -230,7 +230,8 @@ def test_intel_int8_comes_from_nncf_with_provenance(tiny_onnx, tmp_path):
     props = rt_info_strings(model)
     assert props["edge_fer.precision"] == "int8" and props["edge_fer.source_onnx_sha256"] == sha256(tiny_onnx)
     assert report["actual_precision"] == "int8" and report["calibration"]["kind"] == "embedded"
-    assert json.loads((tmp_path / "ir" / "quantize.json").read_text())["target"] == "intel"
+    qreport = json.loads((tmp_path / "ir" / "quantize.json").read_text())
+    assert qreport["target"] == "intel" and qreport["output"] == str(tmp_path / "ir" / "model.xml")  # not the stage
 
 
 def test_intel_from_checkpoint_replaces_a_previous_build(tiny_checkpoint, tmp_path):
@@ -480,6 +481,7 @@ def test_bundle_int8_with_deepstream(monkeypatch, tiny_onnx, tmp_path, calib_fol
     assert any(n.op_type == "QuantizeLinear" for n in qdq.graph.node) and check_tensorrt_qdq(qdq) == []
     meta = json.loads((bundle / "metadata.json").read_text())
     assert meta["source_onnx_sha256"] == sha256(bundle / "model.onnx") and meta["precision"] == "int8"
+    assert json.loads((bundle / "quantize.json").read_text())["output"] == "model.onnx"  # not the temp work file
     assert json.loads(meta["metadata"]["edge_fer.classes"]) == CLASSES
     assert meta["batch"] == {"min": 1, "opt": 2, "max": 16}
     assert (bundle / "calibration.txt").read_text().startswith("# edge-fer calibration manifest")

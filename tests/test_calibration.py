@@ -104,8 +104,9 @@ def test_load_calibration_manifest_and_too_few(fer_mini, tmp_path):
         load_calibration(str(tmp_path / "nope"), 4, 0, SkipReport())
 
 
-def test_embedded_default_warns(capsys):
+def test_embedded_default_warns_through_the_command_once(capsys):
     pytest.importorskip("skimage")
     images, desc = load_calibration(None, 512, 0, SkipReport())
     assert len(images) == 100 and desc["kind"] == "embedded"
-    assert "300-500" in desc["warning"] and "300-500" in capsys.readouterr().out
+    # the library only describes; the command prints it, once per run (a bench used to print it twice)
+    assert "300-500" in desc["warning"] and capsys.readouterr().out == ""
