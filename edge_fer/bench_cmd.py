@@ -190,13 +190,21 @@ def _naive_ort_int8(onnx_fp32: Path, out: Path, calib: list[np.ndarray]) -> None
         def get_next(self):
             return next(self.items, None)
 
+    import logging
+
     import onnx
 
-    with atomic_path(out) as tmp:
-        quantize_static(str(onnx_fp32), str(tmp), Reader())
-        proto = onnx.load(str(tmp))
-        set_metadata(proto, {**info.to_strings(), "edge_fer.precision": "int8"})
-        onnx.save_model(proto, str(tmp))
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # ORT's "please pre-process" advice on the root logger: noise beside the table
+    try:
+        with atomic_path(out) as tmp:
+            quantize_static(str(onnx_fp32), str(tmp), Reader())
+            proto = onnx.load(str(tmp))
+            set_metadata(proto, {**info.to_strings(), "edge_fer.precision": "int8"})
+            onnx.save_model(proto, str(tmp))
+    finally:
+        root.setLevel(level)
 
 
 def _labelled(data: Path, classes: list[str]) -> tuple[list[np.ndarray], np.ndarray, SkipReport]:

@@ -7,7 +7,7 @@ sha256, so the exact same images can be used again and a changed or missing
 file is an error instead of a silently different INT8 model::
 
     # edge-fer calibration manifest
-    # root: /abs/path/to/data
+    # root: /abs/path/to/data   (or a path relative to the manifest's folder)
     <sha256>  angry/fer0000038.png
 
 Without a source the embedded LFW faces are used, with a warning: they
@@ -17,6 +17,7 @@ exercise the numerics but are not the deployment distribution.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -86,15 +87,23 @@ def make_manifest(data_dir: Path | str, size: int, seed: int) -> list[tuple[str,
     return [(p.relative_to(root).as_posix(), sha256_file(p)) for p in sample_paths(root, size, seed)]
 
 
-def manifest_text(root: Path | str, entries: Sequence[tuple[str, str]]) -> str:
-    lines = [HEADER, f"# root: {Path(root).resolve()}"]
+def manifest_text(root: Path | str, entries: Sequence[tuple[str, str]], relative_to: Path | None = None) -> str:
+    """The manifest; its root is absolute, or relative to the folder ``relative_to`` when given."""
+    shown = Path(os.path.relpath(Path(root).resolve(), relative_to.resolve())) if relative_to else Path(root).resolve()
+    lines = [HEADER, f"# root: {shown.as_posix()}"]
     lines += [f"{sha}  {rel}" for rel, sha in entries]
     return "\n".join(lines) + "\n"
 
 
 def write_manifest(path: Path | str, root: Path | str, entries: Sequence[tuple[str, str]]) -> None:
-    """Write the manifest text atomically."""
-    write_text(path, manifest_text(root, entries))
+    """Write the manifest text atomically.
+
+    A root given as a relative path is written relative to the manifest's own folder,
+    so a manifest and its data that move together (a clone with ``../shared`` beside
+    it) keep working; an absolute root stays absolute.
+    """
+    path = Path(path)
+    write_text(path, manifest_text(root, entries, None if Path(root).is_absolute() else path.parent))
 
 
 def is_manifest(path: Path | str) -> bool:
@@ -137,7 +146,8 @@ def read_manifest(path: Path | str, root: Path | str | None = None) -> tuple[Pat
     """
     path = Path(path)
     header_root, entries = parse_manifest(path)
-    base = Path(root) if root is not None else header_root or path.parent
+    # a relative header root is relative to the manifest's folder (see write_manifest)
+    base = Path(root) if root is not None else path.parent / header_root if header_root else path.parent
     missing, changed = [], []
     for rel, sha in entries:
         file = base / rel

@@ -248,12 +248,17 @@ def calib_make(
     data: Annotated[Path, typer.Option(help="Images: DATA/<class>/*.png (sampled per class) or a flat folder")],
     size: Annotated[int, typer.Option(help="Images to sample (300-500+ recommended)")] = 512,
     seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Manifest to write, e.g. calibration/NAME.txt")] = Path(
-        "calibration/calib.txt"),
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Manifest to write (default: "
+                                                "calibration/PARENT-FOLDER-SIZE.txt, e.g. ferplus-train-512.txt)")
+                      ] = None,
 ) -> None:
     """Sample a stratified, seeded calibration set and pin it with sha256 hashes in a manifest."""
     from edge_fer.calibration import make_manifest, write_manifest
 
+    if output is None:  # the design's calibration/ folder, created on first use (a fresh install has none)
+        resolved = data.resolve()
+        output = Path("calibration") / f"{resolved.parent.name}-{resolved.name}-{size}.txt"
+        output.parent.mkdir(exist_ok=True)
     with console.status(f"hashing a {size}-image sample of {data}"):
         entries = make_manifest(data, size, seed)
         write_manifest(output, data, entries)

@@ -28,6 +28,7 @@ from edge_fer.data.preprocessing import preprocess
 from edge_fer.errors import EdgeFerError
 from edge_fer.evaluate import softmax
 from edge_fer.faces_detect import Box, FaceDetector, crop, to_bgr
+from edge_fer.text import count
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv"})
 JSON_NAME = "predictions.json"
@@ -293,13 +294,13 @@ def summary_lines(report: Report, limit: int = 20) -> list[str]:
     stills = [r for r in report.results if r["frame"] is None]
     lines = [f"{r['file']}: {r['label']} p={r['p']:.2f} box={r['box']}" for r in stills[:limit]]
     if len(stills) > limit:
-        lines.append(f"... {len(stills) - limit} more faces in {JSON_NAME} / --json")
+        lines.append(f"... {count(len(stills) - limit, 'more face')} in {JSON_NAME} / --json")
     for r in report.no_face[:limit]:
         lines.append(f"{r['file']}: no face found")
     for v in report.videos:
         st = v["stage_ms_median"]
-        lines.append(f"{v['file']}: {v['frames']} frames, {v['faces']} faces, {v['fps']} fps "
+        lines.append(f"{v['file']}: {count(v['frames'], 'frame')}, {count(v['faces'], 'face')}, {v['fps']} fps "
                      f"(median ms: decode {st['decode']}, detect {st['detect']}, classify {st['classify']})")
-    lines.append(f"{report.images} images, {len(report.results)} faces, {len(report.no_face)} images without a face, "
-                 f"{report.skips.summary()}")
+    lines.append(f"{count(report.images, 'image')}, {count(len(report.results), 'face')}, "
+                 f"{count(len(report.no_face), 'image')} without a face, {report.skips.summary()}")
     return lines

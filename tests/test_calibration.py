@@ -110,3 +110,36 @@ def test_embedded_default_warns_through_the_command_once(capsys):
     assert len(images) == 100 and desc["kind"] == "embedded"
     # the library only describes; the command prints it, once per run (a bench used to print it twice)
     assert "300-500" in desc["warning"] and capsys.readouterr().out == ""
+
+
+def test_relative_root_travels_with_the_manifest(fer_mini, tmp_path, monkeypatch):
+    data = small_copy(fer_mini / "val", tmp_path / "shared" / "data", per_class=2)
+    (tmp_path / "clone" / "calibration").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "clone")
+    write_manifest(Path("calibration/m.txt"), Path("../shared/data"), make_manifest(data, 4, 0))
+    assert "# root: ../../shared/data\n" in Path("calibration/m.txt").read_text()  # no absolute local path
+    moved = tmp_path / "elsewhere" / "clone"  # the clone and ../shared moved together
+    shutil.move(tmp_path / "clone", moved)
+    shutil.move(tmp_path / "shared", tmp_path / "elsewhere" / "shared")
+    monkeypatch.chdir(tmp_path)
+    base, entries = read_manifest(moved / "calibration" / "m.txt")
+    assert base.resolve() == (tmp_path / "elsewhere" / "shared" / "data").resolve() and len(entries) == 4
+
+
+def test_calib_make_default_output_on_a_fresh_install(fer_mini, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from edge_fer.cli import app
+
+    monkeypatch.chdir(tmp_path)  # no calibration/ folder here
+    result = CliRunner().invoke(app, ["calib", "make", "--data", str(fer_mini / "val"), "--size", "8"])
+    assert result.exit_code == 0, result.output
+    assert len(parse_manifest(tmp_path / "calibration" / "fer-mini-val-8.txt")[1]) == 8
+
+
+def test_shipped_manifest_is_the_recorded_calibration_set(ferplus):
+    """calibration/ferplus-train-512.txt lists the 512 images that --calib ferplus/train samples (the results' set)."""
+    repo = Path(__file__).resolve().parents[1]
+    base, entries = read_manifest(repo / "calibration" / "ferplus-train-512.txt")  # every sha256 checked
+    assert base.resolve() == (ferplus / "train").resolve() and len(entries) == 512
+    assert entries == make_manifest(ferplus / "train", 512, 0)  # bench/quantize CALIB_SIZE 512, seed 0

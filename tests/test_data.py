@@ -127,3 +127,13 @@ def test_class_weight_balance_modes() -> None:
     assert full[1] / full[0] == pytest.approx(9.0, rel=1e-5)
     assert sqrt[1] / sqrt[0] == pytest.approx(3.0, rel=1e-5)
     assert none[0] == none[1]
+
+
+def test_counts_read_as_english() -> None:
+    from edge_fer.data.dataset import SkipReport
+    from edge_fer.text import count
+
+    assert (count(1, "image"), count(0, "image"), count(3, "face")) == ("1 image", "0 images", "3 faces")
+    skips = SkipReport()
+    skips.add("a.png")
+    assert skips.summary().startswith("1 unreadable image skipped")

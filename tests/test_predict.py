@@ -122,7 +122,7 @@ def test_corrupt_image_in_folder_skipped_and_counted(engines, astronaut, tmp_pat
     assert report["images"] == 1 and len(report["results"]) == 1
     assert report["results"][0]["box"] == [0, 0, 256, 256]  # --no-detect: the whole image is the face
     assert (out / "photos" / "sub" / "small.png").is_file()
-    assert "1 unreadable images skipped" in result.output
+    assert "1 unreadable image skipped" in result.output
 
 
 def test_text_file_is_one_line_error(engines, tmp_path):

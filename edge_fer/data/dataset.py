@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from edge_fer.errors import EdgeFerError
+from edge_fer.text import count
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -59,7 +60,7 @@ class SkipReport:
         if not self.skipped:
             return "0 unreadable images"
         shown = ", ".join(self.skipped[:3]) + (" ..." if len(self.skipped) > 3 else "")
-        return f"{len(self.skipped)} unreadable images skipped ({shown})"
+        return f"{count(len(self.skipped), 'unreadable image')} skipped ({shown})"
 
 
 def read_image(path: Path | str) -> np.ndarray | None:
