@@ -18,6 +18,7 @@ start=$SECONDS
 worst=0
 for device in ${DEVICES:-cpu intel}; do
   out="$WORK/$MACHINE-$device"
+  rm -rf "$out"  # a bench that stops early must not leave an earlier run's results to be recorded
   status=0
   "$PY" -m edge_fer.cli bench --device "$device" --data "$DATA" --threads 2 --batch 1,8 --iters 200 --warmup 20 \
     --calib "$CALIB" --max-drop 0.5 --min-agreement 0.99 --out "$out" --cache .edge-fer-cache || status=$?

@@ -106,8 +106,8 @@ def _trained_out(example: Example) -> str | None:
     return "runs/train"
 
 
-def run(fast: bool, keep: Path | None = None) -> int:
-    items = examples((REPO / "README.md").read_text())
+def run(fast: bool, keep: Path | None = None, readme: Path = REPO / "README.md") -> int:
+    items = examples(readme.read_text())
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "100",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("EDGE_FER_MODEL", None)
@@ -140,5 +140,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="later examples use the model the train example wrote")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep what the examples wrote")
+    parser.add_argument("--readme", type=Path, default=REPO / "README.md", help="another README (default: this one)")
     args = parser.parse_args()
-    sys.exit(run(args.fast, args.keep))
+    sys.exit(run(args.fast, args.keep, args.readme))
