@@ -480,7 +480,7 @@ def _plots(results: dict, classes: list[str], out: Path) -> None:
     from edge_fer.plots import save_figure
 
     rows = results["rows"]
-    names = list(rows)
+    names = list(rows)[::-1]  # boxplot rows go bottom-up: reversed, they read in the table's order
     batches = [lat["batch"] for lat in rows[names[0]]["latency"]]
     fig, axes = plt.subplots(1, len(batches), figsize=(3.2 + 3.8 * len(batches), 0.9 + 0.45 * len(names)),
                              sharey=True, squeeze=False, layout="constrained")

@@ -64,6 +64,7 @@ def test_intel_bench_on_embedded_faces_reports_real_precisions(tiny_checkpoint: 
     result = _bench(tiny_checkpoint, tmp_path, "--device", "intel", "--min-agreement", "0")
     assert result.exit_code == 0, result.output
     assert result.output.count("no --calib given") == 1  # each warning once per run
+    assert "median ms" in result.output and "…" not in result.output  # the CLI's table, off a terminal: 80 columns
     assert result.output.rstrip().splitlines()[-1].startswith("recommendation: ")  # the answer comes last
     assert not (tmp_path / "out" / "confusion_float_vs_int8.png").exists()
     assert (tmp_path / "out" / "notes.txt").exists()
@@ -91,8 +92,9 @@ def test_verdict_names_the_failing_figure() -> None:
 
 def test_backends_precisions_and_seconds_narrow_the_run(tiny_checkpoint: Path, tmp_path: Path) -> None:
     result = _bench(tiny_checkpoint, tmp_path, "--precisions", "int8", "--seconds", "0.3", "--batch", "1,2",
-                    "--min-agreement", "0")
+                    "--min-agreement", "0", "--wide")
     assert result.exit_code == 0, result.output
+    assert "p90" in result.output  # --wide: every column
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert set(res["rows"]) == {"torch fp32", "onnxruntime int8", "onnxruntime int8-naive"}
     assert res["timing"] == {"warmup": 1, "iters": None, "seconds": 0.3,
