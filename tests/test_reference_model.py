@@ -15,13 +15,18 @@ from edge_fer.evaluate import batched_logits, compute_metrics
 from edge_fer.model import FERNetConfig
 
 
-def test_shipped_checkpoint_is_the_seed_architecture() -> None:
-    ckpt = load_checkpoint(REFERENCE_MODEL)  # raises if weights and metadata disagree
-    assert ckpt.config == FERNetConfig(num_classes=8, img_size=224, width=1.0, attention="cbam",
-                                       head_scale=ckpt.config.head_scale)
+MODEL_224 = REFERENCE_MODEL.parents[1] / "fernet-ferplus-224" / "model.safetensors"
+
+
+@pytest.mark.parametrize(("weights", "size"), [(REFERENCE_MODEL, 64), (MODEL_224, 224)])
+def test_shipped_checkpoints_are_the_seed_architecture(weights: Path, size: int) -> None:
+    """Both shipped models: the seed's network (width 1, CBAM), the v2 head, at their own input size."""
+    ckpt = load_checkpoint(weights)  # raises if weights and metadata disagree
+    assert ckpt.config == FERNetConfig(num_classes=8, img_size=size, width=1.0, attention="cbam",
+                                       head_scale=ckpt.config.head_scale, head="cosine", neck="bn")
     assert ckpt.classes == ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
-    assert ckpt.preprocessing.img_size == 224
-    assert REFERENCE_MODEL.stat().st_size <= 16 * 2**20
+    assert ckpt.preprocessing.img_size == size
+    assert weights.stat().st_size <= 16 * 2**20
 
 
 def test_accuracy_on_fer_mini_test_matches_the_card(fer_mini: Path) -> None:
