@@ -15,6 +15,7 @@ optimisation, latency is equal (8.38 vs 8.41 ms) and logits are identical.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,20 +44,29 @@ class Comparison:
     max_abs: float
     mean_abs: float
     top1_agreement: float
+    nonfinite: int = 0  # logits that are NaN or inf in either output: a comparison with them never passes
 
     def to_dict(self) -> dict:
         return {"n": self.n, "max_abs_logit_diff": self.max_abs, "mean_abs_logit_diff": self.mean_abs,
-                "top1_agreement": self.top1_agreement}
+                "top1_agreement": self.top1_agreement, "nonfinite_logits": self.nonfinite}
+
+    def within(self, tolerance: float) -> bool:
+        """Every logit finite, none further than ``tolerance``, same top-1 everywhere (NaN never passes)."""
+        return self.nonfinite == 0 and self.max_abs <= tolerance and self.top1_agreement >= 1.0
 
     def __str__(self) -> str:
+        bad = f", {self.nonfinite} non-finite logits" if self.nonfinite else ""
         return (f"{self.n} faces: max |dlogit| {self.max_abs:.2e}, mean {self.mean_abs:.2e}, "
-                f"top-1 agreement {self.top1_agreement:.2%}")
+                f"top-1 agreement {self.top1_agreement:.2%}{bad}")
 
 
 def compare_logits(reference: np.ndarray, other: np.ndarray) -> Comparison:
-    diff = np.abs(reference.astype(np.float64) - other.astype(np.float64))
-    agree = float((reference.argmax(1) == other.argmax(1)).mean())
-    return Comparison(len(reference), float(diff.max()), float(diff.mean()), agree)
+    """Distances between two logit arrays; a non-finite logit makes max |dlogit| inf and counts as a disagreement."""
+    ref, oth = reference.astype(np.float64), other.astype(np.float64)
+    finite = np.isfinite(ref) & np.isfinite(oth)
+    diff = np.where(finite, np.abs(ref - oth), np.inf)
+    agree = float(((ref.argmax(1) == oth.argmax(1)) & finite.all(axis=1)).mean())
+    return Comparison(len(reference), float(diff.max()), float(diff.mean()), agree, int((~finite).sum()))
 
 
 def set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
@@ -102,7 +112,7 @@ def verify(reference: TorchRunner, candidate_path: Path | str, faces: Sequence[n
     candidate = OrtRunner.open(candidate_path)
     spec = candidate.info.preprocessing
     cmp = compare_logits(batched_logits(reference, faces, spec), batched_logits(candidate, faces, spec))
-    if cmp.max_abs > tolerance or cmp.top1_agreement < 1.0:
+    if not cmp.within(tolerance):
         raise EdgeFerError(f"{candidate_path}: ONNX output differs from PyTorch ({cmp}; tolerance {tolerance:g}); "
                            "the export is wrong: try another --opset or report the model")
     return cmp
@@ -112,6 +122,8 @@ def export_checkpoint(ckpt: Checkpoint, out: Path | str, faces: Sequence[np.ndar
                       dynamic_batch: bool = True, img_size: int | None = None,
                       tolerance: float = 1e-3) -> Comparison:
     """Export, verify on ``faces`` against PyTorch, and only then move the file into place."""
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise EdgeFerError(f"--tolerance {tolerance}: give a finite number >= 0")
     if opset < 17:
         raise EdgeFerError(f"--opset {opset}: edge-fer needs opset 17 or newer (LayerNorm-free graph, "
                            "but quantization and TensorRT tooling assume >= 17)")
