@@ -214,7 +214,7 @@ def export(
 ) -> None:
     """Export to ONNX and verify it against PyTorch on real faces (fails on mismatch)."""
     from edge_fer.checkpoint import load_checkpoint
-    from edge_fer.data.dataset import IMAGE_SUFFIXES, SkipReport, load_images
+    from edge_fer.data.dataset import IMAGE_SUFFIXES, SkipReport, inside, load_images
     from edge_fer.data.faces import embedded_faces
     from edge_fer.export import export_checkpoint
 
@@ -222,7 +222,7 @@ def export(
     if calib is None:
         faces = embedded_faces()
     else:
-        files = [p for p in sorted(calib.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES][:200]
+        files = [p for p in sorted(calib.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and inside(calib, p)][:200]
         faces, _ = load_images(files, SkipReport())
         if not faces:
             raise EdgeFerError(f"{calib}: no readable images to verify the export on")
@@ -286,16 +286,18 @@ def predict(
     from rich.progress import Progress
 
     from edge_fer.backends import open_runner
+    from edge_fer.data.dataset import SkipReport
     from edge_fer.faces_detect import FaceDetector
     from edge_fer.predict import collect_sources, summary_lines
     from edge_fer.predict import predict as run_predict
 
-    sources = collect_sources(inputs or [], camera)
+    skips = SkipReport()
+    sources = collect_sources(inputs or [], camera, skips)
     detector = FaceDetector(min_face=min_face, detect=not no_detect, yunet=yunet)
     path = _checkpoint_path(engine)
     runner = open_runner(path)
     with Progress(console=console, transient=True) as progress:
-        report = run_predict(sources, runner, detector, str(path), out, progress=progress)
+        report = run_predict(sources, runner, detector, str(path), out, progress=progress, skips=skips)
     for line in summary_lines(report):
         console.print(line, highlight=False, soft_wrap=True)
     if out is not None:
@@ -319,10 +321,14 @@ def calib_make(
 ) -> None:
     """Sample a stratified, seeded calibration set and pin it with sha256 hashes in a manifest."""
     from edge_fer.calibration import make_manifest, write_manifest
+    from edge_fer.data.dataset import SkipReport
 
+    skips = SkipReport()
     with console.status(f"hashing a {size}-image sample of {data}"):
-        entries = make_manifest(data, size, seed)
+        entries = make_manifest(data, size, seed, skips)
         write_manifest(output, data, entries)
+    if skips.escaped:
+        console.print(f"[yellow]{skips.summary()}[/]", highlight=False, soft_wrap=True)
     console.print(f"wrote {output}: {len(entries)} images from {data} (seed {seed}); "
                   f"use it with edge-fer quantize --calib {output}")
 

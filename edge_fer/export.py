@@ -25,7 +25,7 @@ import onnx
 import torch
 
 from edge_fer.artifact import ModelInfo
-from edge_fer.atomic import atomic_path
+from edge_fer.atomic import atomic_path, refuse_inputs
 from edge_fer.backends.onnxruntime_backend import OrtRunner
 from edge_fer.backends.torch_backend import TorchRunner
 from edge_fer.checkpoint import Checkpoint, sha256_file
@@ -127,6 +127,8 @@ def export_checkpoint(ckpt: Checkpoint, out: Path | str, faces: Sequence[np.ndar
     if opset < 17:
         raise EdgeFerError(f"--opset {opset}: edge-fer needs opset 17 or newer (LayerNorm-free graph, "
                            "but quantization and TensorRT tooling assume >= 17)")
+    if ckpt.path:
+        refuse_inputs([out], [ckpt.path, ckpt.path.with_suffix(".json")])
     sha = sha256_file(ckpt.path) if ckpt.path else ""
     proto, info = to_onnx(ckpt, opset, dynamic_batch, img_size, sha)
     reference = TorchRunner.from_checkpoint(ckpt)
