@@ -251,7 +251,7 @@ def info(
         if split in metrics:
             m = metrics[split]
             macro = f", macro recall {m['macro_recall']:.2%}" if "macro_recall" in m else ""
-            console.print(f"{split:<10} accuracy {m['accuracy']:.2%}{macro} (n={m['n']})")
+            console.print(f"{split:<10} accuracy {m.get('accuracy', float('nan')):.2%}{macro} (n={m.get('n', '?')})")
     training = ckpt.extra.get("training", {})
     if training:
         console.print(f"trained    {training.get('command', '')}  ({training.get('wall_time_s', 0) / 60:.0f} min "

@@ -107,13 +107,22 @@ def to_onnx(ckpt: Checkpoint, opset: int = 17, dynamic_batch: bool = True, img_s
 
 
 def verify(reference: TorchRunner, candidate_path: Path | str, faces: Sequence[np.ndarray],
-           tolerance: float) -> Comparison:
-    """Run ``faces`` through PyTorch and ONNX Runtime; raise if they disagree beyond ``tolerance``."""
+           tolerance: float, where: Path | str | None = None) -> Comparison:
+    """Run ``faces`` through PyTorch and ONNX Runtime; raise if they disagree beyond ``tolerance``.
+
+    A NaN or inf logit on either side fails (NaN compares false with any tolerance).
+    ``where`` names the output in errors (``candidate_path`` may be a temp file).
+    """
+    where = where or candidate_path
     candidate = OrtRunner.open(candidate_path)
     spec = candidate.info.preprocessing
-    cmp = compare_logits(batched_logits(reference, faces, spec), batched_logits(candidate, faces, spec))
+    ref = batched_logits(reference, faces, spec)
+    if not np.isfinite(ref).all():
+        raise EdgeFerError(f"{where}: not written: the checkpoint itself gives non-finite logits (NaN/inf) in "
+                           "PyTorch on the verification faces; its weights are broken: re-train or restore them")
+    cmp = compare_logits(ref, batched_logits(candidate, faces, spec))
     if not cmp.within(tolerance):
-        raise EdgeFerError(f"{candidate_path}: ONNX output differs from PyTorch ({cmp}; tolerance {tolerance:g}); "
+        raise EdgeFerError(f"{where}: ONNX output differs from PyTorch ({cmp}; tolerance {tolerance:g}); "
                            "the export is wrong: try another --opset or report the model")
     return cmp
 
@@ -135,4 +144,4 @@ def export_checkpoint(ckpt: Checkpoint, out: Path | str, faces: Sequence[np.ndar
     reference.info = info
     with atomic_path(out) as tmp:
         save_onnx(proto, tmp)
-        return verify(reference, tmp, faces, tolerance)
+        return verify(reference, tmp, faces, tolerance, where=out)

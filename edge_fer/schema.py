@@ -155,8 +155,9 @@ def extra(meta: Mapping) -> None:
     metrics = _mapping(meta.get("metrics", {}), "metrics")
     for split, m in metrics.items():
         m = _mapping(m, f"metrics.{split}")
-        if "accuracy" in m:
-            _number(m["accuracy"], f"metrics.{split}.accuracy", float, (0.0, 1.0))
+        for key in ("accuracy", "macro_recall"):
+            if key in m:
+                _number(m[key], f"metrics.{split}.{key}", float, (0.0, 1.0))
         if "n" in m:
             _number(m["n"], f"metrics.{split}.n", int, (0, 1e12))
     training = _mapping(meta.get("training", {}), "training")
