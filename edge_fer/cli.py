@@ -363,8 +363,11 @@ def quantize(
     """Post-training INT8 quantization; writes the model and OUT.json (calibration, agreement, sizes)."""
     from edge_fer.calibration import load_calibration
     from edge_fer.data.dataset import SkipReport
+    from edge_fer.quantize import TARGETS, check_outputs
     from edge_fer.quantize import quantize as run_quantize
 
+    if target in TARGETS:  # before the calibration images load: a refused -o costs nothing
+        check_outputs(model, output, target, calib if calib and Path(calib).is_file() else None)
     names = [n.strip() for e in exclude or [] for n in e.split(",") if n.strip()]
     skips = SkipReport()
     with console.status("loading calibration images") as status:
@@ -513,8 +516,11 @@ def bench(
     json_out: Annotated[bool, typer.Option("--json", help="Print results.json to stdout")] = False,
 ) -> None:
     """Latency and accuracy parity of every backend vs the float model; exit 1 when the gate fails."""
-    from edge_fer.bench_cmd import BenchOptions, run_bench, run_bench_remote
     from edge_fer.bench_remote import Remote
+
+    # a bad --host or --remote-dir fails before anything heavy is imported or read
+    remote = Remote.parse(host, ssh_option or [], remote_dir, remote_edge_fer) if host else None
+    from edge_fer.bench_cmd import BenchOptions, run_bench, run_bench_remote
 
     try:
         batches = tuple(int(b) for b in batch.split(","))
@@ -522,8 +528,7 @@ def bench(
         raise EdgeFerError(f"--batch {batch!r}: expected comma-separated integers, e.g. 1,8") from None
     opts = BenchOptions(device, data, batches, warmup, iters, threads, max_drop, min_agreement, cache, out, calib,
                         _names(backends), _names(precisions), seconds, energy_seconds)
-    if host:
-        remote = Remote.parse(host, ssh_option or [], remote_dir, remote_edge_fer)
+    if remote is not None:
         results = run_bench_remote(_checkpoint_path(checkpoint), opts, remote, console)
     else:
         results = run_bench(_checkpoint_path(checkpoint), opts, console)

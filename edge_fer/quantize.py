@@ -166,6 +166,19 @@ def _reader(batches: Sequence[np.ndarray], input_name: str):
     return Reader()
 
 
+def check_outputs(model: Path, out_path: Path, target: str, manifest: str | Path | None = None) -> list[Path]:
+    """The files quantize will write (model, report, IR .bin), refused up front where they would destroy
+    an input (the model, the calibration manifest) or a report edge-fer did not write for this model."""
+    out = out_paths(Path(out_path), target)
+    report_file = report_path(out)
+    if not out.parent.is_dir():
+        raise EdgeFerError(f"{out}: folder {out.parent} does not exist; create it or choose another output path")
+    outputs = [out, report_file, *([out.with_suffix(".bin")] if target == "intel" else [])]
+    refuse_inputs(outputs, [model, *([Path(manifest)] if manifest else [])])
+    check_sidecar(report_file, REPORT_FORMAT, out)
+    return outputs
+
+
 @dataclass(frozen=True)
 class OrtRecipe:
     """The ONNX Runtime quantization choices one run makes (every retry of ``--max-drop`` reuses them)."""
@@ -601,14 +614,9 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
         raise EdgeFerError("--max-drop and --val go together: the accuracy budget is measured on labelled --val images")
     budget = None if max_drop is None else max_drop / 100.0  # points -> fraction of accuracy
     onnx_path = Path(onnx_path)
-    out = out_paths(Path(out_path), target)
-    report_file = report_path(out)
-    if not out.parent.is_dir():
-        raise EdgeFerError(f"{out}: folder {out.parent} does not exist; create it or choose another output path")
-    outputs = [out, report_file, *([out.with_suffix(".bin")] if target == "intel" else [])]
     manifest = (calibration or {}).get("source") if (calibration or {}).get("kind") == "manifest" else None
-    refuse_inputs(outputs, [onnx_path, *([Path(manifest)] if manifest else [])])
-    check_sidecar(report_file, REPORT_FORMAT, out)
+    outputs = check_outputs(onnx_path, Path(out_path), target, manifest)
+    out, report_file = outputs[0], outputs[1]
     proto, info = load_onnx(onnx_path, classes, img_size)
     calib_images, held = split_holdout(images)
     # Whole batches only, so that every method and target calibrates on the same images.

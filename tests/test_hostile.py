@@ -83,7 +83,7 @@ class Case:
         self.tmp.mkdir(parents=True, exist_ok=True)
 
     def run(self, *args: str, outputs: tuple[str, ...] = (), signal_after: float | None = None,
-            sig: int = signal.SIGTERM, env: dict | None = None, timeout: float = 120) -> Result:
+            sig: int = signal.SIGTERM, env: dict | None = None, timeout: float = 900) -> Result:
         """Run ``edge-fer ARGS`` in the case folder; check inputs untouched and nothing written beside ``outputs``."""
         before = _snapshot(self.root)
         environ = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(self.tmp), "OMP_NUM_THREADS": "1",
@@ -119,7 +119,7 @@ class Case:
         assert not changed, f"inputs changed or removed: {changed}\n{output}"
         created = sorted(rel for rel in set(after) - set(before) if not allowed(rel))
         assert not created, f"created outside {outputs}: {created}\n{output}"
-        left = sorted(p.name for p in self.tmp.iterdir())
+        left = sorted(p.name for p in self.tmp.iterdir() if p.name != ".ses")  # ONNX Runtime's import writes it
         assert not left, f"left in TMPDIR: {left}\n{output}"
         return res
 
@@ -329,15 +329,14 @@ def _left_over(folder: Path) -> list[str]:
 
 
 def _interrupt_points(case: Case, args: tuple[str, ...], outputs: tuple[str, ...]) -> list[Result]:
-    """One full run to time it, then SIGINT and SIGTERM at ~35%, 70% and 95% of its time."""
+    """One full run to time it, then SIGINT and SIGTERM in turn at 30%, 55%, 80% and 97% of its time."""
     full = case.run(*args, outputs=outputs)
     assert full.rc == 0, full.output
     results = []
-    for fraction in (0.35, 0.7, 0.95):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            res = case.run(*args, outputs=outputs, signal_after=fraction * full.seconds, sig=sig)
-            assert _left_over(case.root / "out") == [], res.output
-            results.append(res)
+    for fraction, sig in ((0.3, signal.SIGINT), (0.55, signal.SIGTERM), (0.8, signal.SIGINT), (0.97, signal.SIGTERM)):
+        res = case.run(*args, outputs=outputs, signal_after=fraction * full.seconds, sig=sig)
+        assert _left_over(case.root / "out") == [], res.output
+        results.append(res)
     return results
 
 
