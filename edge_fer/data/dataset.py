@@ -107,6 +107,8 @@ def read_image(path: Path | str) -> np.ndarray | None:
     Images over :func:`max_pixels` are unreadable too, judged from the header before
     decoding: a 425 KB PNG can hold 20000 x 20000 pixels (1.2 GB decoded).
     """
+    if not Path(path).is_file():  # a device or FIFO named x.png (/dev/zero) would be read forever
+        return None
     size = image_size(path)
     if size is not None and size[0] * size[1] > max_pixels():
         return None
