@@ -8,10 +8,11 @@ input size and the sha256 of the checkpoint it came from.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_fer import __version__
+from edge_fer import __version__, schema
 from edge_fer.data.preprocessing import Preprocessing
 from edge_fer.errors import EdgeFerError
 
@@ -46,25 +47,49 @@ class ModelInfo:
 
     @classmethod
     def from_strings(cls, props: dict[str, str], where: str) -> ModelInfo:
-        """Parse :meth:`to_strings` output; ``where`` names the file in the error."""
-        try:
-            classes = json.loads(props["edge_fer.classes"])
-            pre = Preprocessing.from_dict(json.loads(props["edge_fer.preprocessing"]))
-        except (KeyError, ValueError, TypeError) as e:
+        """Parse :meth:`to_strings` output, checked against :mod:`edge_fer.schema`; ``where`` names the file."""
+        if "edge_fer.classes" not in props or "edge_fer.preprocessing" not in props:
             raise EdgeFerError(
                 f"{where}: no edge-fer metadata (class names, preprocessing); export it with edge-fer export, "
                 "or pass --classes and --img-size by hand"
-            ) from e
+            )
+        try:
+            if any(len(v) > schema.MAX_METADATA_BYTES for v in props.values()):
+                raise schema.SchemaError("a metadata value is far too large")
+            classes = schema.classes(json.loads(props["edge_fer.classes"]))
+            pre = schema.preprocessing(json.loads(props["edge_fer.preprocessing"]))
+            if "edge_fer.img_size" in props and props["edge_fer.img_size"] != str(pre.img_size):
+                raise schema.SchemaError(f"edge_fer.img_size {props['edge_fer.img_size']!r} differs from the "
+                                         f"preprocessing's {pre.img_size}")
+        except (ValueError, TypeError) as e:  # JSONDecodeError and SchemaError are ValueErrors
+            raise EdgeFerError(f"{where}: invalid edge-fer metadata ({e}); re-export it with edge-fer export") from None
         extra = {k.removeprefix("edge_fer."): v for k, v in props.items()
                  if k.startswith("edge_fer.") and k not in KEYS}
         return cls(classes, pre, props.get("edge_fer.source_sha256", ""), props.get("edge_fer.version", ""), extra)
+
+    def check_shapes(self, input_shape: Sequence[object], output_shape: Sequence[object], where: str) -> None:
+        """The graph must take the metadata's input size and give one logit per listed class.
+
+        Static dimensions only (a dynamic one is a name or None, and cannot disagree).
+        """
+        n_out = output_shape[-1] if output_shape else None
+        if isinstance(n_out, int) and n_out > 0 and n_out != len(self.classes):
+            raise EdgeFerError(f"{where}: metadata lists {len(self.classes)} classes but the model has {n_out} "
+                               "outputs; re-export it with edge-fer export")
+        spatial = [d for d in input_shape[2:] if isinstance(d, int) and d > 0]
+        if len(input_shape) != 4 or any(d != self.img_size for d in spatial):
+            raise EdgeFerError(f"{where}: the model's input is {list(input_shape)}, but its metadata says "
+                               f"[batch, 3, {self.img_size}, {self.img_size}]; re-export it with edge-fer export")
 
     @classmethod
     def by_hand(cls, classes: str, img_size: int) -> ModelInfo:
         """Metadata given on the command line (``--classes a,b,c --img-size 224``) for foreign models."""
         names = [c.strip() for c in classes.split(",") if c.strip()]
-        if len(names) < 2:
-            raise EdgeFerError(f"--classes {classes!r}: give at least two comma-separated class names")
+        try:
+            schema.classes(names)
+        except schema.SchemaError as e:
+            raise EdgeFerError(f"--classes {classes!r}: {e}; give at least two distinct comma-separated "
+                               "names") from None
         return cls(names, Preprocessing(img_size=img_size), extra={"metadata": "given by hand"})
 
 

@@ -128,9 +128,11 @@ def margins(reference: np.ndarray, candidate: np.ndarray) -> dict:
 def verdict(row: dict, max_drop: float, min_agreement: float) -> tuple[bool, str]:
     """Pass/fail of one row against the gate; the reason names the failing figure."""
     reasons = []
-    if row["top1_agreement"] < min_agreement:
+    if row.get("nonfinite_logits"):
+        reasons.append(f"{row['nonfinite_logits']} non-finite logits")
+    if not row["top1_agreement"] >= min_agreement:  # written so that NaN fails
         reasons.append(f"agreement {row['top1_agreement']:.2%} < {min_agreement:.2%}")
-    if "accuracy_drop_pt" in row and row["accuracy_drop_pt"] > max_drop:
+    if "accuracy_drop_pt" in row and not row["accuracy_drop_pt"] <= max_drop:
         reasons.append(f"accuracy drop {row['accuracy_drop_pt']:.2f} pt > {max_drop:.2f} pt")
     return (not reasons), "; ".join(reasons) or "ok"
 

@@ -1,13 +1,18 @@
 """``edge-fer bench``: build (or reuse) the artifacts a device runs, then time and compare them side by side.
 
-Artifacts are cached under ``CACHE/<checkpoint sha256[:16]>/``: a changed
-checkpoint gets a new folder, so a stale artifact is never benchmarked.
+Artifacts are cached under ``CACHE/<sha256 of the checkpoint's weights and metadata>[:16]/``:
+a changed checkpoint (weights or ``model.json``) gets a new folder, so a stale artifact
+is never benchmarked.  Each entry has a record (``NAME.cache.json``: that key, and the
+size and sha256 of every file) checked on reuse; a truncated or replaced entry is
+rebuilt, never blamed on the user.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -97,8 +102,54 @@ def clear_outputs(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
+CACHE_RECORD = "edge-fer-cache-entry/1"
+
+
+def _entry_files(path: Path) -> list[Path]:
+    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+
+
+def _record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".cache.json")
+
+
+def record_cache_entry(path: Path, source: str) -> None:
+    """Write the record that lets a later bench reuse ``path``: its source key and every file's size and sha256."""
+    write_json(_record_path(path), {"format": CACHE_RECORD, "source": source, "files": {
+        f.name: {"size": f.stat().st_size, "sha256": sha256_file(f)} for f in _entry_files(path)}})
+
+
+def _entry_intact(path: Path, source: str) -> bool:
+    try:
+        record = json.loads(_record_path(path).read_text())
+        files = record["files"]
+        return record.get("format") == CACHE_RECORD and record.get("source") == source and all(
+            f.is_file() and files[f.name]["size"] == f.stat().st_size and files[f.name]["sha256"] == sha256_file(f)
+            for f in _entry_files(path))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _cached(path: Path, source: str, build: Callable[[], None]) -> Path:
+    """``path`` if its record vouches for it (same source, same bytes); otherwise the entry is removed and rebuilt."""
+    if _entry_intact(path, source):
+        return path
+    for f in [*_entry_files(path), _record_path(path)]:
+        f.unlink(missing_ok=True)
+    build()
+    record_cache_entry(path, source)
+    return path
+
+
+def cache_key(checkpoint: Path) -> str:
+    """sha256 over the weights' and the metadata's sha256: replacing either ``model.json`` or the weights
+    gives another cache folder."""
+    meta = checkpoint.with_suffix(".json")
+    return hashlib.sha256(f"{sha256_file(checkpoint)} {sha256_file(meta)}".encode()).hexdigest()
+
+
 def _artifact(cache: Path, checkpoint: Path, backend: str, precision: str, calib: list[np.ndarray],
-              calib_key: str, log) -> Path:
+              calib_key: str, log, source: str) -> Path:
     """Build the artifact for (backend, precision) unless the cache already has it.
 
     INT8 artifacts are named after the calibration set and the quantization recipe
@@ -109,40 +160,48 @@ def _artifact(cache: Path, checkpoint: Path, backend: str, precision: str, calib
     from edge_fer.export import export_checkpoint
     from edge_fer.quantize import quantize
 
-    onnx_fp32 = cache / "fernet-fp32.onnx"
-    if not onnx_fp32.exists():
+    def export() -> None:
         log("export -> ONNX fp32")
         export_checkpoint(load_checkpoint(checkpoint), onnx_fp32, calib[:100])
+
+    onnx_fp32 = _cached(cache / "fernet-fp32.onnx", source, export)
     if backend == "onnxruntime" and precision == "fp32":
         return onnx_fp32
     if backend == "tensorrt":
-        return _engine(cache, onnx_fp32, precision, calib, calib_key, log)
+        return _engine(cache, onnx_fp32, precision, calib, calib_key, log, key=source)
     target = {"onnxruntime": "cpu", "openvino": "intel"}[backend]
     if weight_range(target, None)[0]:  # CPU INT8 also depends on the weight range this host's CPU calls for
         calib_key += "-w7"
     if backend == "onnxruntime":
         path = cache / f"fernet-{precision}-{calib_key}.onnx"
-        if not path.exists():
+
+        def ort_int8() -> None:
             log(f"quantize -> ONNX {precision}")
             if precision == "int8-naive":
                 _naive_ort_int8(onnx_fp32, path, calib)
             else:
                 quantize(onnx_fp32, path, calib, target="cpu")
-        return path
+
+        return _cached(path, source, ort_int8)
     if precision == "int8":
         path = cache / f"fernet-int8-openvino-{calib_key}.xml"  # its OUT.json must not clash with the ORT one
-        if not path.exists():
+
+        def nncf_int8() -> None:
             log("quantize -> OpenVINO int8 (NNCF)")
             quantize(onnx_fp32, path, calib, target="intel")
-        return path
+
+        return _cached(path, source, nncf_int8)
     path = cache / "fernet-fp32.xml"  # bf16/fp16 are compile-time choices on the same fp32 IR
-    if not path.exists():
+
+    def ir() -> None:
         log("build -> OpenVINO IR fp32")
         build_intel_float(onnx_fp32, path)
-    return path
+
+    return _cached(path, source, ir)
 
 
-def _engine(cache: Path, onnx_fp32: Path, precision: str, calib: list[np.ndarray], calib_key: str, log) -> Path:
+def _engine(cache: Path, onnx_fp32: Path, precision: str, calib: list[np.ndarray], calib_key: str, log,
+            key: str) -> Path:
     """A TensorRT engine built here (fp16 from the float ONNX, int8 from the jetson QDQ ONNX)."""
     from edge_fer.build import build_jetson
     from edge_fer.build_tensorrt import EngineSettings
@@ -151,13 +210,19 @@ def _engine(cache: Path, onnx_fp32: Path, precision: str, calib: list[np.ndarray
     source, path = onnx_fp32, cache / "fernet-fp16.engine"
     if precision == "int8":
         source, path = cache / f"fernet-int8-tensorrt-{calib_key}.onnx", cache / f"fernet-int8-{calib_key}.engine"
-        if not source.exists():
+        qdq = source
+
+        def jetson_int8() -> None:
             log("quantize -> TensorRT QDQ ONNX")
-            quantize(onnx_fp32, source, calib, target="jetson")
-    if not path.exists():
+            quantize(onnx_fp32, qdq, calib, target="jetson")
+
+        _cached(qdq, key, jetson_int8)
+
+    def engine() -> None:
         log(f"build -> TensorRT {precision} engine")
         build_jetson(source, path, EngineSettings(precision=precision, max_batch=ENGINE_MAX_BATCH), log=log)
-    return path
+
+    return _cached(path, key, engine)
 
 
 def _open(path: Path, backend: str, precision: str, threads: int | None, rebuild) -> Runner:
@@ -219,7 +284,8 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
     selected = select_rows(opts.device, opts.backends, opts.precisions)
     checkpoint = weights_path(checkpoint)
     ckpt_sha = sha256_file(checkpoint)
-    cache = opts.cache / ckpt_sha[:16]
+    key = cache_key(checkpoint)
+    cache = opts.cache / key[:16]
     cache.mkdir(parents=True, exist_ok=True)
     ckpt = load_checkpoint(checkpoint)
     labels = None
@@ -240,7 +306,7 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
         checkpoint, partial(open_runner, checkpoint, device=torch_device, threads=opts.threads))
     for backend, precision in selected:
         def build(backend=backend, precision=precision) -> Path:
-            return _artifact(cache, checkpoint, backend, precision, calib, calib_key, _log(console))
+            return _artifact(cache, checkpoint, backend, precision, calib, calib_key, _log(console), key)
 
         path = build()
         name = f"{backend} {precision}"

@@ -12,6 +12,8 @@ Only the OpenSSH client is used, so keys, agents and ``~/.ssh/config`` work as u
 from __future__ import annotations
 
 import json
+import posixpath
+import re
 import shlex
 import shutil
 import subprocess
@@ -38,12 +40,13 @@ class Remote:
     def parse(cls, spec: str, options: Sequence[str] = (), directory: str = "edge-fer-bench",
               edge_fer: str = "edge-fer") -> Remote:
         host, _, port = spec.rpartition(":") if spec.count(":") == 1 else (spec, "", "")
-        if not host or (port and not port.isdigit()):
-            raise EdgeFerError(f"--host {spec!r}: expected user@host or user@host:port")
-        bad = [o for o in options if "=" not in o]
+        if not HOST.fullmatch(host) or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+            raise EdgeFerError(f"--host {spec!r}: expected user@host or user@host:port (letters, digits, . _ -; "
+                               "not starting with -)")
+        bad = [o for o in options if "=" not in o or o.startswith("-")]
         if bad:
             raise EdgeFerError(f"--ssh-option {bad[0]!r}: expected KEY=VALUE, e.g. IdentityFile=~/.ssh/jetson")
-        return cls(host, int(port) if port else None, tuple(options), directory, edge_fer)
+        return cls(host, int(port) if port else None, tuple(options), check_remote_dir(directory), edge_fer)
 
     def _common(self, port_flag: str) -> list[str]:
         args = ["-o", "BatchMode=yes"]  # never hang on a password prompt
@@ -54,7 +57,7 @@ class Remote:
         return args
 
     def ssh(self, command: str, capture: bool = False) -> subprocess.CompletedProcess:
-        return subprocess.run(["ssh", *self._common("-p"), self.host, command], text=True,
+        return subprocess.run(["ssh", *self._common("-p"), "--", self.host, command], text=True,
                               capture_output=capture, check=False)
 
     def put(self, local: Path, remote: str) -> None:
@@ -64,10 +67,29 @@ class Remote:
         self._scp([f"{self.host}:{remote}", str(local)], f"fetch {self.host}:{remote}")
 
     def _scp(self, paths: list[str], what: str) -> None:
-        proc = subprocess.run(["scp", "-q", "-r", *self._common("-P"), *paths], text=True, capture_output=True,
+        proc = subprocess.run(["scp", "-q", "-r", *self._common("-P"), "--", *paths], text=True, capture_output=True,
                               check=False)
         if proc.returncode != 0:
             raise EdgeFerError(f"--host {self.host}: could not {what} ({_last_line(proc)})")
+
+
+HOST = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9._-]*@)?[A-Za-z0-9_][A-Za-z0-9._-]*")
+REMOTE_DIR = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./+-]*|/[A-Za-z0-9_.][A-Za-z0-9_./+-]*")
+
+
+def check_remote_dir(directory: str) -> str:
+    """The remote working folder, relative to the login folder or absolute, never ``''``, ``/``, ``.`` or home.
+
+    ``REMOTE_DIR/inputs`` and ``REMOTE_DIR/out`` are removed there before each run, so a folder
+    that is not edge-fer's own (the root, the home folder) is refused, as is anything a shell
+    could read differently (``$``, spaces, ``..``, a leading ``-``).  ``~/x`` means ``x``.
+    """
+    d = directory.removeprefix("~/").rstrip("/")
+    norm = posixpath.normpath(d) if d else ""
+    if not REMOTE_DIR.fullmatch(d) or norm in ("", ".", "/", "/home", "/root", "/Users") or ".." in norm.split("/"):
+        raise EdgeFerError(f"--remote-dir {directory!r}: give a folder of its own there, e.g. edge-fer-bench "
+                           "(not empty, /, ., the home folder, no .., $ or spaces)")
+    return norm
 
 
 def _last_line(proc: subprocess.CompletedProcess) -> str:

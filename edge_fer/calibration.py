@@ -18,19 +18,21 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from edge_fer.atomic import write_text
+from edge_fer.atomic import refuse_inputs, write_text
 from edge_fer.checkpoint import sha256_file
-from edge_fer.data.dataset import SkipReport, list_images, load_images, scan_folder
+from edge_fer.data.dataset import SkipReport, inside, list_images, load_images, scan_folder
 from edge_fer.data.faces import EMBEDDED_NAME, embedded_faces
 from edge_fer.errors import EdgeFerError
 
 HEADER = "# edge-fer calibration manifest"
 RECOMMENDED = "300-500"
+MAX_MANIFEST_BYTES = 64 << 20  # ~700k entries
 EMBEDDED_WARNING = (f"no --calib given: calibrating on the embedded {EMBEDDED_NAME}; "
                     f">= {RECOMMENDED} images from the deployment camera are recommended for a trustworthy INT8 model")
 
@@ -52,27 +54,31 @@ def _allocate(counts: Sequence[int], size: int) -> list[int]:
     return take
 
 
-def _groups(folder: Path) -> list[list[Path]]:
-    """Images of ``folder`` grouped by class; a folder without class subfolders is one group."""
+def _groups(folder: Path, skips: SkipReport | None = None) -> list[list[Path]]:
+    """Images of ``folder`` grouped by class; a folder without class subfolders is one group.
+
+    Symlinks that lead out of ``folder`` are skipped (and counted in ``skips``): a sample
+    must never hash, or calibrate on, a file outside what it was pointed at.
+    """
     if not folder.is_dir():
         raise EdgeFerError(f"{folder}: not a folder; give DIR/<class>/*.png, a flat folder of images, "
                            "or a manifest from edge-fer calib make")
     has_subdirs = any(p.is_dir() for p in folder.iterdir())
     if not has_subdirs:
-        files = list_images(folder)
+        files = list_images(folder, skips=skips)
         if not files:
             raise EdgeFerError(f"{folder}: no images (.png/.jpg/...) in it")
         return [files]
-    data = scan_folder(folder)
+    data = scan_folder(folder, skips=skips)
     return [[p for p, y in zip(data.paths, data.labels.tolist(), strict=True) if y == c]
             for c in range(len(data.classes))]
 
 
-def sample_paths(data_dir: Path | str, size: int, seed: int) -> list[Path]:
+def sample_paths(data_dir: Path | str, size: int, seed: int, skips: SkipReport | None = None) -> list[Path]:
     """``size`` images of ``data_dir``, stratified per class, drawn with ``default_rng(seed)``; sorted."""
     if size < 1:
         raise EdgeFerError(f"--size {size}: need at least one calibration image")
-    groups = _groups(Path(data_dir))
+    groups = _groups(Path(data_dir), skips)
     rng = np.random.default_rng(seed)
     chosen: list[Path] = []
     for files, n in zip(groups, _allocate([len(g) for g in groups], size), strict=True):
@@ -81,10 +87,11 @@ def sample_paths(data_dir: Path | str, size: int, seed: int) -> list[Path]:
     return chosen
 
 
-def make_manifest(data_dir: Path | str, size: int, seed: int) -> list[tuple[str, str]]:
+def make_manifest(data_dir: Path | str, size: int, seed: int, skips: SkipReport | None = None
+                  ) -> list[tuple[str, str]]:
     """``(relpath, sha256)`` of a stratified, seeded sample of ``data_dir`` (paths relative to it)."""
     root = Path(data_dir)
-    return [(p.relative_to(root).as_posix(), sha256_file(p)) for p in sample_paths(root, size, seed)]
+    return [(p.relative_to(root).as_posix(), sha256_file(p)) for p in sample_paths(root, size, seed, skips)]
 
 
 def manifest_text(root: Path | str, entries: Sequence[tuple[str, str]], relative_to: Path | None = None) -> str:
@@ -96,13 +103,17 @@ def manifest_text(root: Path | str, entries: Sequence[tuple[str, str]], relative
 
 
 def write_manifest(path: Path | str, root: Path | str, entries: Sequence[tuple[str, str]]) -> None:
-    """Write the manifest text atomically.
+    """Write the manifest text atomically: never over one of its images or a file that is not a manifest.
 
     A root given as a relative path is written relative to the manifest's own folder,
     so a manifest and its data that move together (a clone with ``../shared`` beside
     it) keep working; an absolute root stays absolute.
     """
     path = Path(path)
+    refuse_inputs([path], [Path(root) / rel for rel, _ in entries])
+    if path.exists() and not is_manifest(path):
+        raise EdgeFerError(f"{path}: exists and is not an edge-fer calibration manifest; it is left alone: "
+                           "choose another -o or move that file away")
     write_text(path, manifest_text(root, entries, None if Path(root).is_absolute() else path.parent))
 
 
@@ -122,7 +133,14 @@ def parse_manifest(path: Path | str) -> tuple[Path | None, list[tuple[str, str]]
                            "make one with edge-fer calib make")
     root: Path | None = None
     entries: list[tuple[str, str]] = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise EdgeFerError(f"{path}: {path.stat().st_size / 1e6:.0f} MB is far too large for a calibration manifest")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EdgeFerError(f"{path}: not UTF-8 text (byte {e.start}); make a new manifest with edge-fer calib make"
+                           ) from None
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         if line.startswith("#"):
@@ -132,36 +150,42 @@ def parse_manifest(path: Path | str) -> tuple[Path | None, list[tuple[str, str]]
         sha, _, rel = line.partition("  ")
         if len(sha) != 64 or not rel:
             raise EdgeFerError(f"{path}:{n}: expected '<sha256>  <relative path>', got {line!r}")
+        if not is_plain_relative(rel):
+            raise EdgeFerError(f"{path}:{n}: {rel!r} is not a normalised path relative to the data root "
+                               "(no leading /, no .., no empty parts); make a new manifest with edge-fer calib make")
         entries.append((rel, sha))
     if not entries:
         raise EdgeFerError(f"{path}: manifest lists no images")
     return root, entries
 
 
+def is_plain_relative(rel: str) -> bool:
+    """``a/b.png``: relative, normalised, no ``..``, no backslashes or NULs (no way out of the root on paper)."""
+    return (bool(rel) and "\\" not in rel and "\0" not in rel and not rel.startswith("/")
+            and posixpath.normpath(rel) == rel and ".." not in PurePosixPath(rel).parts and rel != ".")
+
+
 def read_manifest(path: Path | str, root: Path | str | None = None) -> tuple[Path, list[tuple[str, str]]]:
     """Read a manifest and check every file's sha256; returns ``(root, entries)``.
 
-    ``root`` overrides the header's (data moved to another machine).  Any missing
-    or changed file is an error that lists them.
+    ``root`` overrides the header's (data moved to another machine).  A file that is
+    missing, changed, or (through a symlink) outside the root is an error that lists them
+    all alike: the message must not tell which paths exist.
     """
     path = Path(path)
     header_root, entries = parse_manifest(path)
     # a relative header root is relative to the manifest's folder (see write_manifest)
     base = Path(root) if root is not None else path.parent / header_root if header_root else path.parent
-    missing, changed = [], []
+    bad = []
     for rel, sha in entries:
         file = base / rel
-        if not file.is_file():
-            missing.append(rel)
-        elif sha256_file(file) != sha:
-            changed.append(rel)
-    if missing or changed:
-        def show(items: list[str]) -> str:
-            return ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
-        parts = ([f"{len(missing)} missing: {show(missing)}"] if missing else []) + \
-                ([f"{len(changed)} changed (sha256 differs): {show(changed)}"] if changed else [])
-        raise EdgeFerError(f"{path}: calibration images under {base} do not match the manifest; "
-                           f"{'; '.join(parts)}. Restore them, pass the right root, or make a new manifest")
+        if not (inside(base, file) and file.is_file() and sha256_file(file) == sha):
+            bad.append(rel)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")
+        raise EdgeFerError(f"{path}: calibration images under {base} do not match the manifest; {len(bad)} "
+                           f"missing or changed (sha256 differs): {shown}. Restore them, pass the right root, "
+                           "or make a new manifest")
     return base, entries
 
 
@@ -184,7 +208,7 @@ def load_calibration(source: str | Path | None, size: int, seed: int, skips: Ski
             desc.update(source=str(src), kind="manifest", manifest_sha256=sha256_file(src), root=str(root))
         elif src.is_dir():
             root = src
-            entries = make_manifest(src, size, seed)
+            entries = make_manifest(src, size, seed, skips)
             text = manifest_text(src, entries)
             desc.update(source=str(src), kind="folder", size=size,
                         manifest_sha256=hashlib.sha256(text.encode()).hexdigest())

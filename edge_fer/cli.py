@@ -7,6 +7,9 @@ nothing else in the package imports this module.
 from __future__ import annotations
 
 import functools
+import math
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -14,7 +17,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 
-from edge_fer.errors import EdgeFerError
+from edge_fer.errors import EdgeFerError, describe_os_error
 
 app = typer.Typer(
     help="Take a facial-expression CNN from PyTorch to embedded devices, and prove nothing was lost.\n\n"
@@ -27,23 +30,76 @@ console = Console(stderr=True)
 F = TypeVar("F", bound=Callable)
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every ``finally`` removes its temp files."""
+
+
+def _terminate(signum: int, _frame) -> None:
+    raise Interrupted(signum)
+
+
 @app.callback()
 def _root() -> None:
     """Take a facial-expression CNN from PyTorch to embedded devices, and prove nothing was lost."""
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def _say_error(message: str) -> None:
+    console.print(f"[bold red]error:[/] {' '.join(message.split())}", highlight=False, soft_wrap=True)
 
 
 def user_errors(fn: F) -> F:
-    """Report EdgeFerError as a single line and exit 1 instead of a traceback."""
+    """The error boundary: every failure becomes one line and a non-zero exit, never a traceback.
+
+    EdgeFerError (exit 1) and OSError (exit 1, naming the path and the fix) are the user's
+    to fix; anything else is a bug in edge-fer (exit 2).  ``EDGE_FER_DEBUG=1`` re-raises
+    with the traceback.  Ctrl-C and SIGTERM exit 130/143 after the temp files are gone.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        debug = os.environ.get("EDGE_FER_DEBUG") == "1"
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise
         except EdgeFerError as e:
-            console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            if debug:
+                raise
+            _say_error(str(e))
             raise typer.Exit(1) from None
+        except KeyboardInterrupt as e:
+            if debug:
+                raise
+            term = isinstance(e, Interrupted)
+            _say_error(f"{'terminated (SIGTERM)' if term else 'interrupted (Ctrl-C)'}; no partial output was left")
+            raise typer.Exit(143 if term else 130) from None
+        except OSError as e:
+            if debug:
+                raise
+            _say_error(describe_os_error(e))
+            raise typer.Exit(1) from None
+        except Exception as e:
+            if debug:
+                raise
+            _say_error(f"internal error {type(e).__name__}: {e} (a bug in edge-fer; rerun with EDGE_FER_DEBUG=1 "
+                       "for the traceback and report it)")
+            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _finite(value: float | None) -> float | None:
+    """typer's min/max let NaN through (every comparison with NaN is false): refuse it at parse time."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def _positive(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a positive finite number")
+    return value
 
 
 @app.command()
@@ -52,14 +108,17 @@ def train(
     data: Annotated[Path, typer.Option(help="Dataset root: DATA/{train,val,test}/<class>/*.png (val optional)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the checkpoint and figures")] = Path(
         "runs/train"),
-    epochs: Annotated[int, typer.Option(help="Epochs (ignored when --schedule is given)")] = 40,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs (ignored when --schedule is given)")] = 40,
     schedule: Annotated[str, typer.Option(
         help="Resolution schedule SIZE:EPOCHS,..., e.g. 96:20,224:2; the last size must equal --img-size")] = "",
     batch_size: Annotated[int, typer.Option(
-        help="Images per step (per process under torchrun: global batch = batch size x processes)")] = 64,
-    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate (warm-up 1 epoch, then cosine)")] = 2e-3,
-    img_size: Annotated[int, typer.Option(help="Input size the model runs at (FER+ crops are 48 px)")] = 64,
-    width: Annotated[float, typer.Option(help="Width multiplier on every layer's channels")] = 1.0,
+        min=1, help="Images per step (per process under torchrun: global batch = batch size x processes)")] = 64,
+    lr: Annotated[float, typer.Option(
+        callback=_positive, help="Peak AdamW learning rate (warm-up 1 epoch, then cosine)")] = 2e-3,
+    img_size: Annotated[int, typer.Option(
+        min=32, max=1024, help="Input size the model runs at (FER+ crops are 48 px)")] = 64,
+    width: Annotated[float, typer.Option(
+        callback=_positive, max=4.0, help="Width multiplier on every layer's channels")] = 1.0,
     attention: Annotated[str, typer.Option(help="cbam | se | none")] = "cbam",
     head: Annotated[str, typer.Option(help="cosine (ArcFace + Center, the seed's) | linear (softmax + Center)")
                     ] = "cosine",
@@ -69,23 +128,28 @@ def train(
         help="majority | votes: train on FER+ annotator vote distributions (labels.csv); val/test use majority")
                       ] = "votes",
     logit_adjust: Annotated[float, typer.Option(
+        callback=_finite,
         help="tau of the logit-adjusted loss (train logits + tau*log prior): lifts rare-class recall; 0 = off")
                             ] = 0.0,
-    margin: Annotated[float, typer.Option(help="ArcFace additive angular margin (radians; cosine head)")] = 0.1,
-    scale: Annotated[float, typer.Option(help="ArcFace / cosine-head scale s")] = 16.0,
-    center_weight: Annotated[float, typer.Option(help="lambda of the Center loss term")] = 0.1,
-    center_lr: Annotated[float, typer.Option(help="SGD learning rate of the class centres")] = 0.5,
+    margin: Annotated[float, typer.Option(
+        callback=_finite, min=0.0, max=1.5, help="ArcFace additive angular margin (radians; cosine head)")] = 0.1,
+    scale: Annotated[float, typer.Option(callback=_positive, help="ArcFace / cosine-head scale s")] = 16.0,
+    center_weight: Annotated[float, typer.Option(
+        callback=_finite, min=0.0, help="lambda of the Center loss term")] = 0.1,
+    center_lr: Annotated[float, typer.Option(
+        callback=_finite, min=0.0, help="SGD learning rate of the class centres")] = 0.5,
     balance: Annotated[str, typer.Option(help="Class weights: none | sqrt | full (sklearn 'balanced')")] = "sqrt",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for splits, augmentation and init")] = 0,
     amp: Annotated[bool, typer.Option(help="bf16/fp16 autocast where the hardware supports it")] = True,
-    limit_per_class: Annotated[int, typer.Option(help="Use at most N train images per class (quick runs)")] = 0,
+    limit_per_class: Annotated[int, typer.Option(min=0, help="Use at most N train images per class (quick runs)")] = 0,
     keep_near_dups: Annotated[bool, typer.Option(
         help="Keep train images that labels.csv marks as duplicates of val/test images")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in OUT/last")] = False,
     init: Annotated[Path | None, typer.Option(
         help="Fine-tune: start from this checkpoint's weights (same architecture, any input size)")] = None,
     recalibrate_bn: Annotated[int, typer.Option(
+        min=0,
         help="Before epoch 1, re-estimate BatchNorm statistics on N train images at the first size (with --init)")
                               ] = 0,
 ) -> None:
@@ -127,7 +191,7 @@ def evaluate(
     checkpoint: Annotated[Path | None, typer.Argument(help="Checkpoint (default: the shipped reference model)")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write metrics.json + confusion_matrix.png here")
                    ] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass")] = 64,
 ) -> None:
     """Accuracy, per-class recall and confusion matrix of a checkpoint on a labelled folder."""
     from edge_fer.evaluate_cmd import evaluate_checkpoint
@@ -140,15 +204,17 @@ def evaluate(
 def export(
     checkpoint: Annotated[Path | None, typer.Argument(help="Checkpoint (default: the shipped reference model)")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write")] = Path("model.onnx"),
-    opset: Annotated[int, typer.Option(help="ONNX opset (>= 17)")] = 17,
+    opset: Annotated[int, typer.Option(min=17, help="ONNX opset (>= 17)")] = 17,
     dynamic_batch: Annotated[bool, typer.Option(help="Dynamic batch axis (static: batch 1)")] = True,
-    img_size: Annotated[int | None, typer.Option(help="Input size (default: the checkpoint's)")] = None,
+    img_size: Annotated[int | None, typer.Option(
+        min=32, max=1024, help="Input size (default: the checkpoint's)")] = None,
     calib: Annotated[Path | None, typer.Option(help="Face images to verify on (default: embedded LFW faces)")] = None,
-    tolerance: Annotated[float, typer.Option(help="Max |logit difference| allowed vs PyTorch")] = 1e-3,
+    tolerance: Annotated[float, typer.Option(
+        callback=_finite, min=0.0, help="Max |logit difference| allowed vs PyTorch")] = 1e-3,
 ) -> None:
     """Export to ONNX and verify it against PyTorch on real faces (fails on mismatch)."""
     from edge_fer.checkpoint import load_checkpoint
-    from edge_fer.data.dataset import IMAGE_SUFFIXES, SkipReport, load_images
+    from edge_fer.data.dataset import IMAGE_SUFFIXES, SkipReport, inside, load_images
     from edge_fer.data.faces import embedded_faces
     from edge_fer.export import export_checkpoint
 
@@ -156,7 +222,7 @@ def export(
     if calib is None:
         faces = embedded_faces()
     else:
-        files = [p for p in sorted(calib.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES][:200]
+        files = [p for p in sorted(calib.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and inside(calib, p)][:200]
         faces, _ = load_images(files, SkipReport())
         if not faces:
             raise EdgeFerError(f"{calib}: no readable images to verify the export on")
@@ -185,7 +251,7 @@ def info(
         if split in metrics:
             m = metrics[split]
             macro = f", macro recall {m['macro_recall']:.2%}" if "macro_recall" in m else ""
-            console.print(f"{split:<10} accuracy {m['accuracy']:.2%}{macro} (n={m['n']})")
+            console.print(f"{split:<10} accuracy {m.get('accuracy', float('nan')):.2%}{macro} (n={m.get('n', '?')})")
     training = ckpt.extra.get("training", {})
     if training:
         console.print(f"trained    {training.get('command', '')}  ({training.get('wall_time_s', 0) / 60:.0f} min "
@@ -206,11 +272,11 @@ def predict(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write annotated images/videos and "
                                               "predictions.json here")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the predictions JSON to stdout")] = False,
-    min_face: Annotated[int, typer.Option(help="Smallest face to detect, in pixels")] = 40,
+    min_face: Annotated[int, typer.Option(min=1, help="Smallest face to detect, in pixels")] = 40,
     no_detect: Annotated[bool, typer.Option(
         "--no-detect", help="No face detection: each image is one face crop")] = False,
     camera: Annotated[int | None, typer.Option(
-        help="Also read camera N (cv2.VideoCapture index); Ctrl-C stops")] = None,
+        min=0, help="Also read camera N (cv2.VideoCapture index); Ctrl-C stops")] = None,
     yunet: Annotated[Path | None, typer.Option(
         help="YuNet face detector .onnx (default: OpenCV's Haar cascade)")] = None,
 ) -> None:
@@ -220,16 +286,18 @@ def predict(
     from rich.progress import Progress
 
     from edge_fer.backends import open_runner
+    from edge_fer.data.dataset import SkipReport
     from edge_fer.faces_detect import FaceDetector
     from edge_fer.predict import collect_sources, summary_lines
     from edge_fer.predict import predict as run_predict
 
-    sources = collect_sources(inputs or [], camera)
+    skips = SkipReport()
+    sources = collect_sources(inputs or [], camera, skips)
     detector = FaceDetector(min_face=min_face, detect=not no_detect, yunet=yunet)
     path = _checkpoint_path(engine)
     runner = open_runner(path)
     with Progress(console=console, transient=True) as progress:
-        report = run_predict(sources, runner, detector, str(path), out, progress=progress)
+        report = run_predict(sources, runner, detector, str(path), out, progress=progress, skips=skips)
     for line in summary_lines(report):
         console.print(line, highlight=False, soft_wrap=True)
     if out is not None:
@@ -246,7 +314,7 @@ app.add_typer(calib_app, name="calib")
 @user_errors
 def calib_make(
     data: Annotated[Path, typer.Option(help="Images: DATA/<class>/*.png (sampled per class) or a flat folder")],
-    size: Annotated[int, typer.Option(help="Images to sample (300-500+ recommended)")] = 512,
+    size: Annotated[int, typer.Option(min=1, help="Images to sample (300-500+ recommended)")] = 512,
     seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Manifest to write (default: "
                                                 "calibration/PARENT-FOLDER-SIZE.txt, e.g. ferplus-train-512.txt)")
@@ -254,14 +322,18 @@ def calib_make(
 ) -> None:
     """Sample a stratified, seeded calibration set and pin it with sha256 hashes in a manifest."""
     from edge_fer.calibration import make_manifest, write_manifest
+    from edge_fer.data.dataset import SkipReport
 
     if output is None:  # the design's calibration/ folder, created on first use (a fresh install has none)
         resolved = data.resolve()
         output = Path("calibration") / f"{resolved.parent.name}-{resolved.name}-{size}.txt"
         output.parent.mkdir(exist_ok=True)
+    skips = SkipReport()
     with console.status(f"hashing a {size}-image sample of {data}"):
-        entries = make_manifest(data, size, seed)
+        entries = make_manifest(data, size, seed, skips)
         write_manifest(output, data, entries)
+    if skips.escaped:
+        console.print(f"[yellow]{skips.summary()}[/]", highlight=False, soft_wrap=True)
     console.print(f"wrote {output}: {len(entries)} images from {data} (seed {seed}); "
                   f"use it with edge-fer quantize --calib {output}")
 
@@ -281,12 +353,14 @@ def quantize(
     exclude: Annotated[list[str] | None, typer.Option(
         help="Node names or op types to keep float (repeat, or comma-separated)")] = None,
     max_drop: Annotated[float | None, typer.Option(
+        callback=_finite, min=0.0,
         help="Accuracy budget, points: keep sensitive layers float until met; needs --val")] = None,
     val: Annotated[Path | None, typer.Option(help="Labelled folder VAL/<class>/*.png for --max-drop")] = None,
-    size: Annotated[int, typer.Option(help="Images sampled when --calib is a folder")] = 512,
+    size: Annotated[int, typer.Option(min=1, help="Images sampled when --calib is a folder")] = 512,
     seed: Annotated[int, typer.Option(help="Sampling seed when --calib is a folder")] = 0,
     classes: Annotated[str | None, typer.Option(help="Class names a,b,c for a model without edge-fer metadata")] = None,
-    img_size: Annotated[int | None, typer.Option(help="Input size for a model without edge-fer metadata")] = None,
+    img_size: Annotated[int | None, typer.Option(
+        min=32, max=1024, help="Input size for a model without edge-fer metadata")] = None,
     reduce_range: Annotated[bool | None, typer.Option(
         "--reduce-range/--full-range", help="7- or 8-bit weights (cpu/intel; default: 7 where this CPU lacks VNNI)")
     ] = None,
@@ -294,8 +368,11 @@ def quantize(
     """Post-training INT8 quantization; writes the model and OUT.json (calibration, agreement, sizes)."""
     from edge_fer.calibration import load_calibration
     from edge_fer.data.dataset import SkipReport
+    from edge_fer.quantize import TARGETS, check_outputs
     from edge_fer.quantize import quantize as run_quantize
 
+    if target in TARGETS:  # before the calibration images load: a refused -o costs nothing
+        check_outputs(model, output, target, calib if calib and Path(calib).is_file() else None)
     names = [n.strip() for e in exclude or [] for n in e.split(",") if n.strip()]
     skips = SkipReport()
     with console.status("loading calibration images") as status:
@@ -332,21 +409,23 @@ def build(
     calib: Annotated[str | None, typer.Option(
         help="int8 calibration images: a folder, or a manifest from edge-fer calib make (default: embedded faces)")
     ] = None,
-    size: Annotated[int, typer.Option(help="Images sampled when --calib is a folder")] = 512,
+    size: Annotated[int, typer.Option(min=1, help="Images sampled when --calib is a folder")] = 512,
     seed: Annotated[int, typer.Option(help="Sampling seed when --calib is a folder")] = 0,
     device: Annotated[str | None, typer.Option(help="intel: CPU | GPU | NPU | AUTO (default CPU)")] = None,
     hint: Annotated[str | None, typer.Option(help="intel: LATENCY (default) | THROUGHPUT")] = None,
-    threads: Annotated[int | None, typer.Option(help="intel: inference threads (default: OpenVINO's)")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="intel: inference threads (default: OpenVINO's)")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="intel: compiled-model cache (CACHE_DIR), warmed by the build")
                          ] = None,
-    dla_core: Annotated[int | None, typer.Option(help="jetson: build for DLA core N")] = None,
+    dla_core: Annotated[int | None, typer.Option(min=0, help="jetson: build for DLA core N")] = None,
     gpu_fallback: Annotated[bool, typer.Option("--gpu-fallback", help="jetson: layers DLA cannot run go to the GPU")
                             ] = False,
-    workspace: Annotated[int | None, typer.Option(help="jetson: TensorRT workspace limit, MiB")] = None,
+    workspace: Annotated[int | None, typer.Option(min=1, help="jetson: TensorRT workspace limit, MiB")] = None,
     timing_cache: Annotated[Path | None, typer.Option(help="jetson: TensorRT timing cache file (read and updated)")
                             ] = None,
-    opt_batch: Annotated[int | None, typer.Option(help="jetson: batch the engine is tuned for (default 1)")] = None,
-    max_batch: Annotated[int | None, typer.Option(help="jetson: largest batch (default 8; DLA: --opt-batch)")] = None,
+    opt_batch: Annotated[int | None, typer.Option(
+        min=1, help="jetson: batch the engine is tuned for (default 1)")] = None,
+    max_batch: Annotated[int | None, typer.Option(
+        min=1, help="jetson: largest batch (default 8; DLA: --opt-batch)")] = None,
     implicit_int8: Annotated[bool, typer.Option(
         "--implicit-int8", help="jetson, TensorRT 8.x: calibrate the float ONNX in TensorRT (entropy calibrator)")
     ] = False,
@@ -419,12 +498,15 @@ def bench(
                         ] = None,
     precisions: Annotated[str | None, typer.Option(help="Only these precisions, comma-separated, e.g. int8")] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated")] = "1",
-    warmup: Annotated[int, typer.Option(help="Untimed rounds per backend")] = 20,
-    iters: Annotated[int, typer.Option(help="Timed rounds per backend (interleaved)")] = 200,
-    seconds: Annotated[float | None, typer.Option(help="Time rounds for this long instead of --iters")] = None,
-    threads: Annotated[int | None, typer.Option(help="Threads per runtime (default: runtime's choice)")] = None,
-    max_drop: Annotated[float, typer.Option(help="Gate: max accuracy drop vs float, points")] = 1.0,
-    min_agreement: Annotated[float, typer.Option(help="Gate: min top-1 agreement with float")] = 0.99,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed rounds per backend")] = 20,
+    iters: Annotated[int, typer.Option(min=1, help="Timed rounds per backend (interleaved)")] = 200,
+    seconds: Annotated[float | None, typer.Option(
+        callback=_positive, help="Time rounds for this long instead of --iters")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Threads per runtime (default: runtime's choice)")] = None,
+    max_drop: Annotated[float, typer.Option(
+        callback=_finite, min=0.0, help="Gate: max accuracy drop vs float, points")] = 1.0,
+    min_agreement: Annotated[float, typer.Option(
+        callback=_finite, min=0.0, max=1.0, help="Gate: min top-1 agreement with float")] = 0.99,
     out: Annotated[Path, typer.Option("--out", "-o", help="results.json, report.md and PNGs go here")] = Path(
         "bench-out"),
     cache: Annotated[Path, typer.Option(help="Artifact cache (keyed by checkpoint sha256)")] = Path(
@@ -432,6 +514,7 @@ def bench(
     calib: Annotated[str | None, typer.Option(
         help="INT8 calibration: a folder (512 sampled, seed 0) or a manifest (default: embedded faces)")] = None,
     energy_seconds: Annotated[float, typer.Option(
+        callback=_finite, min=0.0,
         help="jetson: seconds per backend and batch size of tegrastats power sampling")] = 3.0,
     host: Annotated[str | None, typer.Option(help="Run there over SSH: user@host[:port] (edge-fer installed there)")
                     ] = None,
@@ -444,19 +527,19 @@ def bench(
                     ] = False,
 ) -> None:
     """Latency and accuracy parity of every backend vs the float model; exit 1 when the gate fails."""
-    from edge_fer.bench_cmd import BenchOptions, recommendation_line, run_bench, run_bench_remote
     from edge_fer.bench_remote import Remote
+
+    # a bad --host or --remote-dir fails before anything heavy is imported or read
+    remote = Remote.parse(host, ssh_option or [], remote_dir, remote_edge_fer) if host else None
+    from edge_fer.bench_cmd import BenchOptions, recommendation_line, run_bench, run_bench_remote
 
     try:
         batches = tuple(int(b) for b in batch.split(","))
     except ValueError:
         raise EdgeFerError(f"--batch {batch!r}: expected comma-separated integers, e.g. 1,8") from None
-    if seconds is not None and seconds <= 0:
-        raise EdgeFerError(f"--seconds {seconds}: give a positive number of seconds")
     opts = BenchOptions(device, data, batches, warmup, iters, threads, max_drop, min_agreement, cache, out, calib,
                         _names(backends), _names(precisions), seconds, energy_seconds, wide)
-    if host:
-        remote = Remote.parse(host, ssh_option or [], remote_dir, remote_edge_fer)
+    if remote is not None:
         results = run_bench_remote(_checkpoint_path(checkpoint), opts, remote, console)
     else:
         results = run_bench(_checkpoint_path(checkpoint), opts, console)

@@ -15,6 +15,7 @@ optimisation, latency is equal (8.38 vs 8.41 ms) and logits are identical.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ import onnx
 import torch
 
 from edge_fer.artifact import ModelInfo
-from edge_fer.atomic import atomic_path
+from edge_fer.atomic import atomic_path, refuse_inputs
 from edge_fer.backends.onnxruntime_backend import OrtRunner
 from edge_fer.backends.torch_backend import TorchRunner
 from edge_fer.checkpoint import Checkpoint, sha256_file
@@ -43,20 +44,29 @@ class Comparison:
     max_abs: float
     mean_abs: float
     top1_agreement: float
+    nonfinite: int = 0  # logits that are NaN or inf in either output: a comparison with them never passes
 
     def to_dict(self) -> dict:
         return {"n": self.n, "max_abs_logit_diff": self.max_abs, "mean_abs_logit_diff": self.mean_abs,
-                "top1_agreement": self.top1_agreement}
+                "top1_agreement": self.top1_agreement, "nonfinite_logits": self.nonfinite}
+
+    def within(self, tolerance: float) -> bool:
+        """Every logit finite, none further than ``tolerance``, same top-1 everywhere (NaN never passes)."""
+        return self.nonfinite == 0 and self.max_abs <= tolerance and self.top1_agreement >= 1.0
 
     def __str__(self) -> str:
+        bad = f", {self.nonfinite} non-finite logits" if self.nonfinite else ""
         return (f"{self.n} faces: max |dlogit| {self.max_abs:.2e}, mean {self.mean_abs:.2e}, "
-                f"top-1 agreement {self.top1_agreement:.2%}")
+                f"top-1 agreement {self.top1_agreement:.2%}{bad}")
 
 
 def compare_logits(reference: np.ndarray, other: np.ndarray) -> Comparison:
-    diff = np.abs(reference.astype(np.float64) - other.astype(np.float64))
-    agree = float((reference.argmax(1) == other.argmax(1)).mean())
-    return Comparison(len(reference), float(diff.max()), float(diff.mean()), agree)
+    """Distances between two logit arrays; a non-finite logit makes max |dlogit| inf and counts as a disagreement."""
+    ref, oth = reference.astype(np.float64), other.astype(np.float64)
+    finite = np.isfinite(ref) & np.isfinite(oth)
+    diff = np.where(finite, np.abs(ref - oth), np.inf)
+    agree = float(((ref.argmax(1) == oth.argmax(1)) & finite.all(axis=1)).mean())
+    return Comparison(len(reference), float(diff.max()), float(diff.mean()), agree, int((~finite).sum()))
 
 
 def set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
@@ -97,13 +107,22 @@ def to_onnx(ckpt: Checkpoint, opset: int = 17, dynamic_batch: bool = True, img_s
 
 
 def verify(reference: TorchRunner, candidate_path: Path | str, faces: Sequence[np.ndarray],
-           tolerance: float) -> Comparison:
-    """Run ``faces`` through PyTorch and ONNX Runtime; raise if they disagree beyond ``tolerance``."""
+           tolerance: float, where: Path | str | None = None) -> Comparison:
+    """Run ``faces`` through PyTorch and ONNX Runtime; raise if they disagree beyond ``tolerance``.
+
+    A NaN or inf logit on either side fails (NaN compares false with any tolerance).
+    ``where`` names the output in errors (``candidate_path`` may be a temp file).
+    """
+    where = where or candidate_path
     candidate = OrtRunner.open(candidate_path)
     spec = candidate.info.preprocessing
-    cmp = compare_logits(batched_logits(reference, faces, spec), batched_logits(candidate, faces, spec))
-    if cmp.max_abs > tolerance or cmp.top1_agreement < 1.0:
-        raise EdgeFerError(f"{candidate_path}: ONNX output differs from PyTorch ({cmp}; tolerance {tolerance:g}); "
+    ref = batched_logits(reference, faces, spec)
+    if not np.isfinite(ref).all():
+        raise EdgeFerError(f"{where}: not written: the checkpoint itself gives non-finite logits (NaN/inf) in "
+                           "PyTorch on the verification faces; its weights are broken: re-train or restore them")
+    cmp = compare_logits(ref, batched_logits(candidate, faces, spec))
+    if not cmp.within(tolerance):
+        raise EdgeFerError(f"{where}: ONNX output differs from PyTorch ({cmp}; tolerance {tolerance:g}); "
                            "the export is wrong: try another --opset or report the model")
     return cmp
 
@@ -112,13 +131,17 @@ def export_checkpoint(ckpt: Checkpoint, out: Path | str, faces: Sequence[np.ndar
                       dynamic_batch: bool = True, img_size: int | None = None,
                       tolerance: float = 1e-3) -> Comparison:
     """Export, verify on ``faces`` against PyTorch, and only then move the file into place."""
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise EdgeFerError(f"--tolerance {tolerance}: give a finite number >= 0")
     if opset < 17:
         raise EdgeFerError(f"--opset {opset}: edge-fer needs opset 17 or newer (LayerNorm-free graph, "
                            "but quantization and TensorRT tooling assume >= 17)")
+    if ckpt.path:
+        refuse_inputs([out], [ckpt.path, ckpt.path.with_suffix(".json")])
     sha = sha256_file(ckpt.path) if ckpt.path else ""
     proto, info = to_onnx(ckpt, opset, dynamic_batch, img_size, sha)
     reference = TorchRunner.from_checkpoint(ckpt)
     reference.info = info
     with atomic_path(out) as tmp:
         save_onnx(proto, tmp)
-        return verify(reference, tmp, faces, tolerance)
+        return verify(reference, tmp, faces, tolerance, where=out)

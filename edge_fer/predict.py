@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,9 +22,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_fer.atomic import atomic_path, write_json
+from edge_fer.atomic import atomic_path, check_sidecar, refuse_inputs, write_json
 from edge_fer.backends import Runner
-from edge_fer.data.dataset import IMAGE_SUFFIXES, SkipReport, read_image
+from edge_fer.data.dataset import ESCAPES, IMAGE_SUFFIXES, SkipReport, inside, max_pixels, read_image
 from edge_fer.data.preprocessing import preprocess
 from edge_fer.errors import EdgeFerError
 from edge_fer.evaluate import softmax
@@ -32,6 +33,7 @@ from edge_fer.text import count
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv"})
 JSON_NAME = "predictions.json"
+JSON_FORMAT = "edge-fer-predictions/1"
 
 
 @dataclass
@@ -93,13 +95,24 @@ class Source:
         return f"camera:{self.camera}" if self.kind == "camera" else str(self.path)
 
 
-def collect_sources(inputs: Sequence[Path | str], camera: int | None = None) -> list[Source]:
-    """Expand inputs to sources; anything that is neither image, folder nor video is a one-line error."""
+def collect_sources(inputs: Sequence[Path | str], camera: int | None = None,
+                    skips: SkipReport | None = None) -> list[Source]:
+    """Expand inputs to sources; anything that is neither image, folder nor video is a one-line error.
+
+    In folders, symlinks that lead out of the folder are skipped (and counted in ``skips``).
+    """
     sources: list[Source] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = []
+            for p in sorted(path.rglob("*")):
+                if not (p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+                    continue
+                if inside(path, p):
+                    files.append(p)
+                elif skips is not None:
+                    skips.add(p, ESCAPES)
             if not files:
                 raise EdgeFerError(f"{path}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
             sources += [Source("image", p, (Path(path.resolve().name) / p.relative_to(path)).as_posix())
@@ -153,10 +166,11 @@ class Report:
     images: int = 0
 
     def to_dict(self) -> dict:
-        return {"engine": self.engine, "backend": self.backend, "precision": self.precision,
+        return {"format": JSON_FORMAT, "engine": self.engine, "backend": self.backend, "precision": self.precision,
                 "detector": self.detector, "classes": self.classes, "images": self.images,
                 "faces": len(self.results), "results": self.results, "no_face": self.no_face,
                 "unreadable": {"count": len(self.skips.skipped), "files": self.skips.skipped},
+                "symlinks_leaving_folder": self.skips.escaped,
                 "videos": self.videos}
 
     def add(self, file: str, frame: int | None, faces: Sequence[Face]) -> None:
@@ -178,8 +192,6 @@ def run_image(src: Source, runner: Runner, detector: FaceDetector, report: Repor
         report.no_face.append({"file": str(src.path), "frame": None})
     if out is not None:
         target = out / src.out_name
-        if target.resolve() == Path(src.path).resolve():
-            raise EdgeFerError(f"{target}: --out would overwrite the input image; choose another --out folder")
         target.parent.mkdir(parents=True, exist_ok=True)
         write_image(target, annotate(image, faces))
 
@@ -201,6 +213,11 @@ def run_video(src: Source, runner: Runner, detector: FaceDetector, report: Repor
         raise EdgeFerError(f"{src.label}: OpenCV cannot open it as a video"
                            + (" (is the camera connected?)" if src.kind == "camera" else
                               " (unsupported codec or corrupt file)"))
+    pixels = cap.get(cv2.CAP_PROP_FRAME_WIDTH) * cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
+    if pixels > max_pixels():
+        cap.release()
+        raise EdgeFerError(f"{src.label}: frames of {pixels / 1e6:.0f} MP exceed the {max_pixels() / 1e6:.0f} MP "
+                           "cap; set EDGE_FER_MAX_PIXELS to allow them")
     source_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     decode: list[float] = []
     detect: list[float] = []
@@ -243,11 +260,11 @@ def run_video(src: Source, runner: Runner, detector: FaceDetector, report: Repor
         cap.release()
         if writer is not None:
             writer.release()
+        if writer is not None and n and sys.exc_info()[0] is None:
+            os.replace(partial, final)
+        elif partial is not None:
+            partial.unlink(missing_ok=True)  # failed or interrupted: no partial video left behind
     elapsed = time.perf_counter() - start
-    if writer is not None and n:
-        os.replace(partial, final)
-    elif partial is not None:
-        partial.unlink(missing_ok=True)
     if n == 0:
         raise EdgeFerError(f"{src.label}: no frame could be decoded (unsupported codec or empty video)")
     report.videos.append({
@@ -261,11 +278,19 @@ def run_video(src: Source, runner: Runner, detector: FaceDetector, report: Repor
 
 def predict(sources: Sequence[Source], runner: Runner, detector: FaceDetector, engine: str = "",
             out: Path | None = None, margin: float = 0.2, progress=None,
-            max_frames: int | None = None) -> Report:
-    """Run every source (from :func:`collect_sources`); ``progress`` is an optional rich Progress."""
+            max_frames: int | None = None, skips: SkipReport | None = None) -> Report:
+    """Run every source (from :func:`collect_sources`); ``progress`` is an optional rich Progress.
+
+    Before anything runs, no output may be one of the inputs (an image, a video, the engine),
+    and an existing ``predictions.json`` must be one edge-fer wrote.
+    """
     if out is not None:
+        refuse_inputs([out / JSON_NAME, *(out / s.out_name for s in sources if s.kind != "camera")],
+                      [*(s.path for s in sources if s.path is not None), *([Path(engine)] if engine else [])])
+        check_sidecar(out / JSON_NAME, JSON_FORMAT)
         out.mkdir(parents=True, exist_ok=True)
-    report = Report(engine, runner.backend, runner.precision, detector.name, list(runner.info.classes))
+    report = Report(engine, runner.backend, runner.precision, detector.name, list(runner.info.classes),
+                    skips=skips or SkipReport())
     images = [s for s in sources if s.kind == "image"]
     if images:
         task = progress.add_task("images", total=len(images)) if progress is not None and len(images) > 1 else None
@@ -284,6 +309,9 @@ def predict(sources: Sequence[Source], runner: Runner, detector: FaceDetector, e
             task = progress.add_task(Path(src.label).name, total=total)
             advance = functools.partial(progress.advance, task)
         run_video(src, runner, detector, report, out, margin, advance, max_frames)
+    if not report.images and not report.videos and report.skips.skipped:
+        raise EdgeFerError(f"{report.skips.skipped[0]}: no readable image among the inputs (undecodable, or over "
+                           f"the {max_pixels() / 1e6:.0f} MP cap that EDGE_FER_MAX_PIXELS sets)")
     if out is not None:
         write_json(out / JSON_NAME, report.to_dict())
     return report

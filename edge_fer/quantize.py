@@ -43,11 +43,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +53,7 @@ import onnx
 
 from edge_fer import activation_ranges, hostcpu
 from edge_fer.artifact import ModelInfo, artifact_bytes
-from edge_fer.atomic import staging_dir, write_json
+from edge_fer.atomic import check_sidecar, commit, refuse_inputs, staging_dir, write_json
 from edge_fer.data.preprocessing import preprocess
 from edge_fer.errors import EdgeFerError
 from edge_fer.evaluate import batched_logits, compute_metrics
@@ -74,6 +71,7 @@ DEFAULT_METHOD = {"cpu": "entropy", "jetson": "entropy", "intel": "minmax"}
 CALIB_BATCH = 8
 HOLDOUT_EVERY = 5  # every 5th calibration image is held out for the agreement check
 SENSITIVITY_IMAGES = 16  # activation SQNR for --max-drop ranking: a ranking signal, not a measurement
+REPORT_FORMAT = "edge-fer-quantize-report/1"  # OUT.json only ever replaces a file that carries this
 
 
 # ----------------------------------------------------------------------------- input model
@@ -100,9 +98,24 @@ def load_onnx(path: Path | str, classes: str | None = None, img_size: int | None
         info = ModelInfo.by_hand(classes, img_size)
     else:
         info = ModelInfo.from_strings(props, str(path))
+    info.check_shapes(graph_dims(proto, "input"), graph_dims(proto, "output"), str(path))
     if props.get("edge_fer.precision") == "int8" or any(n.op_type == "QuantizeLinear" for n in proto.graph.node):
         raise EdgeFerError(f"{path}: already quantized; quantize the float model from edge-fer export")
     return proto, info
+
+
+def graph_dims(proto: onnx.ModelProto, kind: str) -> list[int | None]:
+    """Dimensions of the graph's first real input or output (None where dynamic)."""
+    inits = {t.name for t in proto.graph.initializer}
+    values = [v for v in (proto.graph.input if kind == "input" else proto.graph.output) if v.name not in inits]
+    if not values:
+        return []
+    return [d.dim_value if d.HasField("dim_value") else None for d in values[0].type.tensor_type.shape.dim]
+
+
+def report_path(out: Path) -> Path:
+    """Where the report of the model ``out`` goes."""
+    return out.with_suffix(".json")
 
 
 def output_metadata(proto: onnx.ModelProto, info: ModelInfo, target: str, method: str) -> dict[str, str]:
@@ -151,6 +164,19 @@ def _reader(batches: Sequence[np.ndarray], input_name: str):
             self.it = iter(batches)
 
     return Reader()
+
+
+def check_outputs(model: Path, out_path: Path, target: str, manifest: str | Path | None = None) -> list[Path]:
+    """The files quantize will write (model, report, IR .bin), refused up front where they would destroy
+    an input (the model, the calibration manifest) or a report edge-fer did not write for this model."""
+    out = out_paths(Path(out_path), target)
+    report_file = report_path(out)
+    if not out.parent.is_dir():
+        raise EdgeFerError(f"{out}: folder {out.parent} does not exist; create it or choose another output path")
+    outputs = [out, report_file, *([out.with_suffix(".bin")] if target == "intel" else [])]
+    refuse_inputs(outputs, [model, *([Path(manifest)] if manifest else [])])
+    check_sidecar(report_file, REPORT_FORMAT, out)
+    return outputs
 
 
 @dataclass(frozen=True)
@@ -270,13 +296,15 @@ def cpu_float_nodes(model: onnx.ModelProto) -> dict[str, str]:
 
 
 def ort_quantize(float_path: Path, out: Path, batches: Sequence[np.ndarray], recipe: OrtRecipe,
-                 exclude: Sequence[str], ranges: Path, log: Callable[[str], None] = lambda _msg: None) -> None:
+                 exclude: Sequence[str], ranges: Path, log: Callable[[str], None] = lambda _msg: None,
+                 where: Path | str | None = None) -> None:
     """quantize_static into ``out`` (not atomic: callers write into a temp folder).
 
     ``ranges`` is the calibration cache: activation ranges are computed on the first call
     (ORT's minmax, or :mod:`edge_fer.activation_ranges` for entropy/percentile) and read back
     by every later call with the same float model, batches and recipe (``--max-drop`` retries).
     For ``cpu`` the input layer and the attention gates always stay float (:func:`cpu_float_nodes`).
+    ``where`` is the user's model, named in errors (``float_path`` is a temp file by then gone).
     """
     import logging
 
@@ -299,7 +327,8 @@ def ort_quantize(float_path: Path, out: Path, batches: Sequence[np.ndarray], rec
     except EdgeFerError:
         raise
     except Exception as e:
-        raise EdgeFerError(f"{float_path}: ONNX Runtime quantization failed ({str(e).splitlines()[0][:200]})") from e
+        raise EdgeFerError(f"{where or float_path}: ONNX Runtime quantization failed "
+                           f"({str(e).splitlines()[0][:200]})") from e
     finally:
         logging.getLogger().setLevel(level)
 
@@ -475,15 +504,6 @@ def out_paths(out: Path, target: str) -> Path:
     return out if out.suffix.lower() == want else out.with_name(out.name + want)
 
 
-@contextmanager
-def _workdir():
-    folder = Path(tempfile.mkdtemp(prefix="edge-fer-quant-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def _open(path: Path, info: ModelInfo, target: str = "cpu"):
     """A runner with the numerics ``target`` deploys: a jetson QDQ is simulated (TensorRT accumulates
     in int32; ORT's x86 int8 kernels may saturate), cpu runs ORT's own int8 kernels."""
@@ -544,8 +564,9 @@ def sensitivity(float_path: Path, qdq_path: Path, batches: Sequence[np.ndarray],
         images = np.concatenate(list(batches))[:SENSITIVITY_IMAGES]
         signal: dict[str, float] = {}
         noise: dict[str, float] = {}
-        for i in range(0, len(images), 2):
-            acts = collect_activations(str(aug), _reader([images[i:i + 2]], input_name))
+        step = min(2, len(batches[0]))  # a static batch-1 graph takes one image at a time
+        for i in range(0, len(images), step):
+            acts = collect_activations(str(aug), _reader([images[i:i + step]], input_name))
             for name, m in create_activation_matching(acts).items():
                 if "pre_qdq" in m and "post_qdq" in m:
                     pre, post = np.asarray(m["pre_qdq"][0], np.float64), np.asarray(m["post_qdq"][0], np.float64)
@@ -593,9 +614,9 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
         raise EdgeFerError("--max-drop and --val go together: the accuracy budget is measured on labelled --val images")
     budget = None if max_drop is None else max_drop / 100.0  # points -> fraction of accuracy
     onnx_path = Path(onnx_path)
-    out = out_paths(Path(out_path), target)
-    if not out.parent.is_dir():
-        raise EdgeFerError(f"{out}: folder {out.parent} does not exist; create it or choose another output path")
+    manifest = (calibration or {}).get("source") if (calibration or {}).get("kind") == "manifest" else None
+    outputs = check_outputs(onnx_path, Path(out_path), target, manifest)
+    out, report_file = outputs[0], outputs[1]
     proto, info = load_onnx(onnx_path, classes, img_size)
     calib_images, held = split_holdout(images)
     # Whole batches only, so that every method and target calibrates on the same images.
@@ -603,16 +624,20 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
     if len(calib_images) < CALIB_BATCH:
         raise EdgeFerError(f"only {len(calib_images)} calibration images after holding out {len(held)} for the "
                            f"agreement check; need at least {CALIB_BATCH}")
-    batches = make_batches(calib_images, info)
+    static = graph_dims(proto, "input")[:1]
+    batches = make_batches(calib_images, info, static[0] if static and static[0] else CALIB_BATCH)
     props = output_metadata(proto, info, target, method)
     from edge_fer.data.dataset import SkipReport
     val_skips = SkipReport()
     val_data = load_val(val, info, val_skips) if val is not None else None
     narrow, why = weight_range(target, reduce_range)
-    report: dict = {"model": str(onnx_path), "output": str(out), "target": target, "method": method, "recipe": RECIPE,
+    report: dict = {"format": REPORT_FORMAT, "model": str(onnx_path), "output": str(out),
+                    "target": target, "method": method, "recipe": RECIPE,
                     "per_channel": per_channel, "reduce_range": {"enabled": narrow, "reason": why},
                     "calibration": {**(calibration or {}), "used": len(calib_images), "held_out": len(held)}}
-    with _workdir() as work:
+    with staging_dir(out) as work:  # beside the output: removed on every exit, never left in /tmp
+        (work / "out").mkdir()  # the files to commit, apart from the working files (whatever -o is named)
+        staged = work / "out" / out.name
         set_metadata(proto, info.to_strings())  # by-hand metadata reaches the float reference too
         float_path = prepare_float(proto, work)
         if target == "intel":
@@ -627,7 +652,7 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
                 accuracy = (validate, labelled, budget)
             log("calibrating with NNCF")
             model, excluded = nncf_quantize(float_path, batches, method, per_channel, narrow, exclude, accuracy)
-            save_ir(model, out, props)
+            save_ir(model, staged, props)
             report["excluded"] = excluded
             if val_data is not None:
                 why = ("float in the final IR: either NNCF never quantizes it (e.g. CBAM spatial conv, shared-"
@@ -642,10 +667,10 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
             log("calibrating with ONNX Runtime")
             recipe = OrtRecipe(target, method, per_channel, narrow)
             ranges = work / "ranges.json"
-            ort_quantize(float_path, qdq, batches, recipe, excluded, ranges, log)
+            ort_quantize(float_path, qdq, batches, recipe, excluded, ranges, log, where=onnx_path)
             if val_data is not None:
                 excluded, report["accuracy_control"] = _bound_drop(
-                    float_path, qdq, batches, recipe, ranges, excluded, nodes, info, val_data, budget, log)
+                    float_path, qdq, batches, recipe, ranges, excluded, nodes, info, val_data, budget, log, onnx_path)
             qproto = onnx.load(str(qdq))
             set_metadata(qproto, props)
             if target == "jetson":
@@ -653,7 +678,7 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
                 if problems:
                     raise EdgeFerError(f"{out}: QDQ graph breaks TensorRT rules: {'; '.join(problems[:5])}")
                 report["tensorrt_qdq_check"] = "passed"
-            save_onnx(qproto, out)
+            save_onnx(qproto, staged)
             report["excluded"] = excluded
             if target == "cpu":
                 report["cpu_float"] = [{"node": n, "reason": why} for n, why in cpu_float_nodes(float_proto).items()]
@@ -661,21 +686,23 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
         if held:
             reference = _open(float_path, info)
             cmp = compare_logits(batched_logits(reference, held, info.preprocessing),
-                                 batched_logits(_open(out, info, target), held, info.preprocessing))
+                                 batched_logits(_open(staged, info, target), held, info.preprocessing))
             report["float_vs_int8_heldout"] = cmp.to_dict()
         if val_data is not None:
             report["val"] = {"folder": str(val), "n": len(val_data[0]), "skipped": len(val_skips.skipped),
                              "float_accuracy": _accuracy(float_path, info, val_data),
-                             "int8_accuracy": _accuracy(out, info, val_data, target), "max_drop_pt": max_drop}
-        report["sizes_bytes"] = {"float": onnx_path.stat().st_size, "int8": artifact_bytes(out)}
-    report["total_seconds"] = round(time.perf_counter() - start, 2)
-    report["peak_rss_mb"] = round(peak_rss_mb(), 1)
-    write_json(out.with_suffix(".json"), report)
+                             "int8_accuracy": _accuracy(staged, info, val_data, target), "max_drop_pt": max_drop}
+        report["sizes_bytes"] = {"float": onnx_path.stat().st_size, "int8": artifact_bytes(staged)}
+        report["total_seconds"] = round(time.perf_counter() - start, 2)
+        report["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        write_json(work / "out" / report_file.name, report)
+        # model (+ .bin) and report land together: no model without its report, none beside an old one
+        commit([(work / "out" / f.name, f) for f in outputs])
     return report
 
 
 def _bound_drop(float_path: Path, qdq: Path, batches, recipe: OrtRecipe, ranges: Path, excluded: list[str],
-                nodes, info, val_data, max_drop: float, log) -> tuple[list[str], dict]:
+                nodes, info, val_data, max_drop: float, log, where: Path) -> tuple[list[str], dict]:
     """Keep the most sensitive layers float (1, 2, 4, ... of them) until the val accuracy drop fits."""
     base = _accuracy(float_path, info, val_data)
     acc = _accuracy(qdq, info, val_data, recipe.target)
@@ -693,7 +720,7 @@ def _bound_drop(float_path: Path, qdq: Path, batches, recipe: OrtRecipe, ranges:
         k = min(k, len(ranked))
         keep = ranked[:k]
         log(f"accuracy {acc:.2%} vs float {base:.2%}: keeping {k} most sensitive layers float")
-        ort_quantize(float_path, qdq, batches, recipe, [*excluded, *keep], ranges)
+        ort_quantize(float_path, qdq, batches, recipe, [*excluded, *keep], ranges, where=where)
         acc = _accuracy(qdq, info, val_data, recipe.target)
         trials.append({"kept_float": k, "int8_accuracy": acc})
         tried.append((acc, k, keep))
@@ -704,7 +731,7 @@ def _bound_drop(float_path: Path, qdq: Path, batches, recipe: OrtRecipe, ranges:
     best = tried[-1][2]
     if not control["met"]:  # unreachable budget: ship the most accurate trial (fewest float layers on ties)
         acc, k, best = max(tried, key=lambda t: (t[0], -t[1]))
-        ort_quantize(float_path, qdq, batches, recipe, [*excluded, *best], ranges)
+        ort_quantize(float_path, qdq, batches, recipe, [*excluded, *best], ranges, where=where)
         control["note"] = (f"budget not reachable by keeping layers float (best INT8 accuracy {acc:.2%} vs float "
                            f"{base:.2%}); wrote the most accurate trial ({k} layers float)")
         log(control["note"])

@@ -14,6 +14,7 @@ from onnx import numpy_helper
 from typer.testing import CliRunner
 
 from edge_fer.bench import verdict
+from edge_fer.bench_cmd import record_cache_entry
 from edge_fer.cli import app
 from edge_fer.quantize import RECIPE
 
@@ -52,6 +53,15 @@ def test_cpu_bench_writes_results_and_a_damaged_int8_fails_the_gate(tiny_checkpo
         if w.dtype == np.float32 and w.ndim == 1 and w.size > 8:  # biases and scales
             init.CopyFrom(numpy_helper.from_array(-w, init.name))
     onnx.save_model(model, str(cached))
+    damaged = cached.read_bytes()
+    rerun = _bench(tiny_checkpoint, tmp_path, *data, "--max-drop", "100", "--min-agreement", "0")
+    assert rerun.exit_code == 0, rerun.output
+    assert cached.read_bytes() != damaged  # no longer matched its record: rebuilt, not benchmarked damaged
+    # Damaged the same way but recorded as built (a quantizer that really produced it): the gate catches it.
+    record = cached.with_name(cached.name + ".cache.json")
+    source = json.loads(record.read_text())["source"]
+    onnx.save_model(model, str(cached))
+    record_cache_entry(cached, source)
     failed = _bench(tiny_checkpoint, tmp_path, *data, "--min-agreement", "0.99")
     assert failed.exit_code == 1
     assert "parity gate failed" in failed.output and "onnxruntime int8" in failed.output

@@ -192,7 +192,7 @@ def test_exclude_by_op_type_and_name(tiny_onnx, calib, tmp_path):
     producer = {o: n for n in model.graph.node for o in n.output}
     assert all(producer.get(n.input[1]) is None or producer[n.input[1]].op_type != "DequantizeLinear"
                for n in model.graph.node if n.op_type == "Conv")
-    report = run(tiny_onnx, tmp_path / "e.xml", calib, target="intel", exclude=[conv])
+    report = run(tiny_onnx, tmp_path / "e-intel.xml", calib, target="intel", exclude=[conv])  # e.json: e.onnx's
     assert report["excluded"] in ([conv], [conv + "/WithoutBiases"])
     with pytest.raises(EdgeFerError, match="no node or op type"):
         run(tiny_onnx, tmp_path / "x.onnx", calib, target="cpu", exclude=["NoSuchLayer"])

@@ -70,6 +70,7 @@ class OrtRunner:
             simulate_int8 = True
             session = _session(path, threads, True)
         info = info or ModelInfo.from_strings(props, str(path))
+        info.check_shapes(session.get_inputs()[0].shape, session.get_outputs()[0].shape, str(path))
         precision = props.get("edge_fer.precision", "fp32")
         settings = {"threads": threads or "default", "spinning": False, "providers": session.get_providers()}
         if simulate_int8:

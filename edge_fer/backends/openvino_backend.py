@@ -31,6 +31,11 @@ def reported(compiled: ov.CompiledModel, name: str):
         return None
 
 
+def _dims(shape) -> list[int | None]:
+    """An OpenVINO partial shape as ints, None where a dimension is dynamic."""
+    return [d.get_length() if d.is_static else None for d in shape]
+
+
 def rt_info_strings(model: ov.Model) -> dict[str, str]:
     """The edge_fer.* entries of a model's rt_info as plain strings."""
     out = {}
@@ -59,6 +64,8 @@ class OpenVinoRunner:
                                "rebuild with edge-fer build --target intel") from e
         props = rt_info_strings(model)
         info = ModelInfo.from_strings(props, str(path))
+        info.check_shapes(_dims(model.input(0).get_partial_shape()), _dims(model.output(0).get_partial_shape()),
+                          str(path))
         weights = props.get("edge_fer.precision", "fp32")
         requested = precision or weights
         if requested not in PRECISION_HINTS:

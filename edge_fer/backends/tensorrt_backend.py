@@ -138,6 +138,7 @@ class TensorRTRunner:
             if not context.set_tensor_address(name, device[name]):
                 raise EdgeFerError(f"{path}: TensorRT rejected the buffer address of tensor {name!r}")
         info = ModelInfo.from_strings(built["metadata"], str(sidecar_path(path)))
+        info.check_shapes(shape, tuple(engine.get_tensor_shape(output_name)), str(path))
         settings = {"tensorrt_version": trt.__version__, **here, "cuda_binding": cuda.name, "dla": dla or None,
                     "batch_range": [min_batch, max_batch], "layer_precisions": built.get("layers", {}).get("summary")}
         return cls(engine, context, cuda, cuda.stream(), input_name, output_name, host, device, min_batch,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ import numpy as np
 from edge_fer.errors import EdgeFerError
 from edge_fer.text import count
 
+DEFAULT_MAX_PIXELS = 50_000_000
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 
 # Spellings seen in FER datasets (FER2013, FER+, the seed's Kaggle set) -> canonical name.
@@ -47,24 +50,70 @@ def canonical_class(folder_name: str) -> str:
     return ALIASES.get(name, name)
 
 
+UNREADABLE = "unreadable"
+ESCAPES = "symlinks leaving the folder"
+
+
 @dataclass
 class SkipReport:
-    """Images skipped because they could not be decoded, by path."""
+    """Images skipped, by path: undecodable or over the pixel cap (unreadable), or symlinks out of the folder."""
 
     skipped: list[str] = field(default_factory=list)
+    escaped: list[str] = field(default_factory=list)
 
-    def add(self, path: Path | str) -> None:
-        self.skipped.append(str(path))
+    def add(self, path: Path | str, reason: str = UNREADABLE) -> None:
+        (self.escaped if reason == ESCAPES else self.skipped).append(str(path))
 
     def summary(self) -> str:
-        if not self.skipped:
-            return "0 unreadable images"
-        shown = ", ".join(self.skipped[:3]) + (" ..." if len(self.skipped) > 3 else "")
-        return f"{count(len(self.skipped), 'unreadable image')} skipped ({shown})"
+        parts = []
+        for items, what in ((self.skipped, count(len(self.skipped), "unreadable image")),
+                            (self.escaped, f"{len(self.escaped)} {ESCAPES}")):
+            if items or what.endswith("images"):
+                shown = ", ".join(items[:3]) + (" ..." if len(items) > 3 else "")
+                parts.append(f"{what} skipped ({shown})" if items else what)
+        return "; ".join(parts) if self.escaped else parts[0]
+
+
+def inside(root: Path | str, path: Path | str) -> bool:
+    """Whether ``path``, every symlink resolved, is ``root`` or below it (a path read from a folder stays there)."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(root).resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+
+
+def max_pixels() -> int:
+    """The decoded-image size cap: ``$EDGE_FER_MAX_PIXELS``, default 50 MP (a 7000 x 7000 photo)."""
+    value = os.environ.get("EDGE_FER_MAX_PIXELS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_MAX_PIXELS
+
+
+def image_size(path: Path | str) -> tuple[int, int] | None:
+    """``(width, height)`` from the file header alone (no decoding), None when it has none Pillow knows."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: the cap here decides
+            with Image.open(path) as im:
+                return im.size
+    except Image.DecompressionBombError:  # over twice Pillow's own cap (~180 MP): over ours too
+        return (1 << 16, 1 << 16)
+    except Exception:  # not an image Pillow knows: OpenCV decides
+        return None
 
 
 def read_image(path: Path | str) -> np.ndarray | None:
-    """Decode an image file as stored (gray stays gray, colour is BGR); None if unreadable."""
+    """Decode an image file as stored (gray stays gray, colour is BGR); None if unreadable.
+
+    Images over :func:`max_pixels` are unreadable too, judged from the header before
+    decoding: a 425 KB PNG can hold 20000 x 20000 pixels (1.2 GB decoded).
+    """
+    if not Path(path).is_file():  # a device or FIFO named x.png (/dev/zero) would be read forever
+        return None
+    size = image_size(path)
+    if size is not None and size[0] * size[1] > max_pixels():
+        return None
     try:
         raw = np.fromfile(str(path), dtype=np.uint8)
     except OSError:
@@ -79,9 +128,21 @@ def read_image(path: Path | str) -> np.ndarray | None:
     return image
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted for reproducibility."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def list_images(folder: Path, root: Path | None = None, skips: SkipReport | None = None) -> list[Path]:
+    """Image files directly inside ``folder``, sorted for reproducibility.
+
+    Symlinks that lead out of ``root`` (default ``folder``) are skipped, and counted in ``skips``.
+    """
+    files = []
+    for p in sorted(folder.iterdir()):
+        if not (p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+            continue
+        if p.is_symlink() and not inside(root or folder, p):
+            if skips is not None:
+                skips.add(p, ESCAPES)
+            continue
+        files.append(p)
+    return files
 
 
 @dataclass
@@ -112,12 +173,14 @@ class FaceFolder:
         return h.hexdigest()
 
 
-def scan_folder(folder: Path | str, classes: Sequence[str] | None = None) -> FaceFolder:
+def scan_folder(folder: Path | str, classes: Sequence[str] | None = None, skips: SkipReport | None = None
+                ) -> FaceFolder:
     """Read ``folder/<class>/*``.
 
     With ``classes`` given (a model's class list), labels index that list and a
     folder for an unknown class is an error; otherwise the classes are the
     folders found, sorted.  Empty class folders and fewer than 2 classes are errors.
+    Symlinks (class folders or images) leading out of ``folder`` are skipped and counted in ``skips``.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -125,7 +188,11 @@ def scan_folder(folder: Path | str, classes: Sequence[str] | None = None) -> Fac
                            "(e.g. ../shared/data/ferplus/test)")
     found: dict[str, list[Path]] = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        files = list_images(sub)
+        if sub.is_symlink() and not inside(folder, sub):
+            if skips is not None:
+                skips.add(sub, ESCAPES)
+            continue
+        files = list_images(sub, folder, skips)
         if not files:
             raise EdgeFerError(f"{sub}: class folder has no images; add images or remove the folder")
         found.setdefault(canonical_class(sub.name), []).extend(files)

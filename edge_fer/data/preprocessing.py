@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 _INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC}
+INTERPOLATIONS = tuple(_INTERPOLATION)
 
 
 @dataclass(frozen=True)
