@@ -195,8 +195,9 @@ class Trainer:
             raise EdgeFerError(f"{cfg.data}: no readable training images")
         self.train_targets, from_votes = self._targets(train.subset(kept))
         if cfg.labels == "votes":
+            rest = len(kept) - from_votes
             console.print(f"training on annotator vote distributions for {from_votes} of {len(kept)} images "
-                          "(labels.csv); the rest on their folder label")
+                          f"(labels.csv){f'; {rest} on their folder label' if rest else ''}")
         self.pre = Preprocessing(img_size=cfg.img_size)
         arch = FERNetConfig(num_classes=len(self.classes), img_size=cfg.img_size, width=cfg.width,
                             attention=cfg.attention, head_scale=cfg.scale, head=cfg.head, neck=cfg.neck)

@@ -14,7 +14,6 @@ from edge_fer.defaults import REFERENCE_MODEL
 from edge_fer.evaluate import batched_logits, compute_metrics
 from edge_fer.model import FERNetConfig
 
-
 MODEL_224 = REFERENCE_MODEL.parents[1] / "fernet-ferplus-224" / "model.safetensors"
 
 
