@@ -1,34 +1,68 @@
-"""A faithful fake of the TensorRT and pycuda API surface edge-fer calls, for machines without a GPU.
+"""A strict, per-version fake of the TensorRT and pycuda API edge-fer calls, for machines without a GPU.
 
-Faithful means the same names and call signatures, the failure modes edge-fer must
-handle (None from ``build_serialized_network`` and ``deserialize_cuda_engine``, False
-from ``set_input_shape`` outside the profile, parser errors, a TensorRT 8 network
-without the explicit-batch flag), and real computation: the "plan" embeds the ONNX it
-was built from and executes it with ONNX Runtime on bytes that travel through fake
-device memory.  Copies and execution queued on a stream only run at
-``synchronize()``, so a missing copy, a wrong address or a missing synchronize gives
-wrong outputs.  FP16 builds round inputs and outputs through float16; INT8 builds need
-Q/DQ nodes or a calibrator (which is really driven: batches are read from device
-memory, the cache is read and written).  What is *not* emulated: kernel selection,
-real INT8 arithmetic of implicitly calibrated engines (they run the float graph) and
-DLA numerics.  Every build is recorded in ``FakeState.builds`` for assertions.
+Strict: ``install(monkeypatch, version=...)`` exposes exactly one TensorRT release's Python
+surface, read from ``tensorrt_api/tensorrt-VERSION.json`` (recorded from NVIDIA's real bindings
+wheels by ``scripts/tensorrt_api.py``).  Enum members are generated from those lists with their
+real values; every fake class answers only the attributes its real counterpart has in that
+release, so ``trt.BuilderFlag.FP16`` or ``config.int8_calibrator`` on TensorRT 11 raise
+AttributeError exactly as the bindings do.  A name that exists in the release but that this fake
+does not emulate raises NotImplementedError, never a silent stand-in.
+
+It fails where TensorRT fails: None from ``build_serialized_network`` /
+``deserialize_cuda_engine`` (wrong version or compute capability), False from
+``set_input_shape`` outside the profile and from ``set_timing_cache`` given a cache from another
+device or release, parser errors, an ONNX network without the explicit-batch flag on 8.x,
+precision flags on a strongly typed network, Q/DQ layers without the INT8 flag (weak typing),
+Q/DQ layers on DLA (DLA has no explicit quantization: those layers fall back to the GPU with
+GPU_FALLBACK, the build fails without it), and an engine inspector without an execution context
+on dynamic shapes ("N/A due to dynamic shapes" for every format).
+
+It computes: the "plan" embeds the ONNX it was built from and runs it in ONNX Runtime on
+bytes that travel through fake device memory.  Copies and execution queued on a stream only
+run at ``synchronize()``.  Weakly typed FP16 builds round inputs and outputs through float16;
+strongly typed builds run the graph's own types (a fp16 ONNX runs in fp16).  INT8 builds need
+Q/DQ nodes or a calibrator (really driven: batches are read from device memory, the cache is
+read and written).  What is *not* emulated: kernel selection, real INT8 arithmetic of
+implicitly calibrated engines (they run the float graph) and DLA numerics.  Which layers DLA
+accepts follows NVIDIA's DLA layer list roughly (:data:`DLA_OPS`), not a real DLA compiler.
+Every build is recorded in ``FakeState.builds`` for assertions.
 """
 
 from __future__ import annotations
 
 import ctypes
 import enum
+import functools
 import importlib.abc
 import importlib.util
 import json
 import sys
 import types
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnx
 
 MAGIC = b"FAKE-TENSORRT-PLAN\n"
+API_DIR = Path(__file__).resolve().parent / "tensorrt_api"
+SUPPORTED = ("8.6.1", "10.3.0", "11.4.0.106")  # one recorded surface each (tensorrt_api/)
+PRECISION_FLAGS = ("FP16", "INT8", "BF16", "FP8", "INT4")
+# ONNX ops the fake lets run on DLA (after NVIDIA's "DLA supported layers"); all others need the GPU
+DLA_OPS = {"Conv", "Relu", "Sigmoid", "Clip", "Add", "Mul", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool",
+           "BatchNormalization", "Softmax", "Transpose"}
+LAYER_TYPES = {"Conv": "CONVOLUTION", "Relu": "ACTIVATION", "Sigmoid": "ACTIVATION", "Clip": "ACTIVATION",
+               "Add": "ELEMENTWISE", "Mul": "ELEMENTWISE", "Div": "ELEMENTWISE", "ReduceMean": "REDUCE",
+               "ReduceMax": "REDUCE", "ReduceL2": "REDUCE", "Concat": "CONCATENATION", "MatMul": "MATRIX_MULTIPLY",
+               "QuantizeLinear": "QUANTIZE", "DequantizeLinear": "DEQUANTIZE", "Shape": "SHAPE", "Cast": "CAST",
+               "Identity": "IDENTITY", "Transpose": "SHUFFLE", "Expand": "SLICE", "Softmax": "SOFTMAX",
+               "Constant": "CONSTANT", "GlobalAveragePool": "REDUCE"}
+
+
+@functools.cache
+def api(version: str) -> dict:
+    """The recorded API surface of one TensorRT release."""
+    return json.loads((API_DIR / f"tensorrt-{version}.json").read_text())
 
 
 @dataclass
@@ -43,6 +77,18 @@ class FakeState:
     memory: dict[int, np.ndarray] = field(default_factory=dict)
     next_address: int = 0x7F0000000000
     streams: dict[int, list] = field(default_factory=dict)
+    enums: dict[str, type[enum.IntEnum]] = field(default_factory=dict)
+    accessed: set[tuple[str, str]] = field(default_factory=set)  # (class, attribute) edge-fer touched
+
+    recorded: str = "10.3.0"  # the recorded surface this (possibly later patch) version exposes
+
+    @property
+    def api(self) -> dict:
+        return api(self.recorded)
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
 
     def alloc(self, nbytes: int) -> int:
         """Fresh zeroed device bytes at a 256-aligned address (as cudaMalloc aligns), with a guard gap after."""
@@ -59,101 +105,137 @@ class FakeState:
         raise RuntimeError(f"cudaErrorIllegalAddress: {nbytes} bytes at {address:#x} outside any allocation")
 
 
+# ----------------------------------------------------------------------------- strictness
+
+
+def _member_kind(trt_class: str, name: str, what: str) -> str:
+    """The recorded kind of ``trt_class.name`` in this release; AttributeError (as pybind11 words it) if absent."""
+    members = STATE.api["classes"].get(trt_class, {})
+    STATE.accessed.add((trt_class, name))
+    if name not in members:
+        raise AttributeError(f"{what} has no attribute '{name}' (TensorRT {STATE.version})")
+    return members[name]
+
+
+class _StrictMeta(type):
+    def __getattribute__(cls, name):
+        trt = type.__getattribute__(cls, "__dict__").get("_trt")
+        if trt and not name.startswith("_"):
+            _member_kind(trt, name, f"type object 'tensorrt.tensorrt.{trt}'")
+        return type.__getattribute__(cls, name)
+
+
+class _Strict(metaclass=_StrictMeta):
+    """Base of every fake TensorRT class: only the real release's attributes are reachable.
+
+    Python subclasses (edge-fer's calibrator) may add their own attributes, as with pybind11 classes.
+    """
+
+    _trt = ""
+
+    def _strict(self, name: str) -> str | None:
+        trt = type(self).__dict__.get("_trt")
+        if not trt or name.startswith("_"):
+            return None
+        return _member_kind(trt, name, f"'tensorrt.tensorrt.{trt}' object")
+
+    def __getattribute__(self, name):
+        object.__getattribute__(self, "_strict")(name)
+        return object.__getattribute__(self, name)
+
+    def __setattr__(self, name, value) -> None:
+        kind = self._strict(name)
+        if kind is not None and kind != "property":
+            raise AttributeError(f"can't set attribute '{name}' of tensorrt.tensorrt.{type(self)._trt} ({kind})")
+        object.__setattr__(self, name, value)
+
+
+def _enum(name: str):
+    return STATE.enums[name]
+
+
 # ----------------------------------------------------------------------------- tensorrt
 
 
-class Logger:
-    INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+class Logger(_Strict):
+    _trt = "Logger"
 
-    def __init__(self, min_severity: int = 2) -> None:
-        self.min_severity = min_severity
-
-
-class NetworkDefinitionCreationFlag(enum.IntEnum):
-    EXPLICIT_BATCH = 0
-    STRONGLY_TYPED = 1
+    def __init__(self, min_severity=None) -> None:
+        self._min_severity = min_severity
 
 
-class BuilderFlag(enum.Enum):
-    FP16 = "FP16"
-    INT8 = "INT8"
-    GPU_FALLBACK = "GPU_FALLBACK"
-    STRICT_TYPES = "STRICT_TYPES"
+def nptype(dtype):
+    return {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
+            "BOOL": np.bool_, "UINT8": np.uint8}[dtype.name]
 
 
-class DeviceType(enum.Enum):
-    GPU = "GPU"
-    DLA = "DLA"
+class ITensor(_Strict):
+    _trt = "ITensor"
+
+    def __init__(self, name: str, shape: tuple[int, ...]) -> None:
+        self._name, self._shape = name, shape
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
 
 
-class MemoryPoolType(enum.Enum):
-    WORKSPACE = "WORKSPACE"
+class ILayer(_Strict):
+    _trt = "ILayer"
+
+    def __init__(self, name: str, op: str) -> None:
+        self._name, self._op = name, op
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def type(self):
+        return getattr(_enum("LayerType"), LAYER_TYPES.get(self._op, "PLUGIN_V2"))
 
 
-class ProfilingVerbosity(enum.Enum):
-    LAYER_NAMES_ONLY = "LAYER_NAMES_ONLY"
-    DETAILED = "DETAILED"
-    NONE = "NONE"
+class INetworkDefinition(_Strict):
+    _trt = "INetworkDefinition"
 
-
-class LayerInformationFormat(enum.Enum):
-    ONELINE = "ONELINE"
-    JSON = "JSON"
-
-
-class TensorIOMode(enum.Enum):
-    NONE = "NONE"
-    INPUT = "INPUT"
-    OUTPUT = "OUTPUT"
-
-
-class DataType(enum.Enum):
-    FLOAT = "FLOAT"
-    HALF = "HALF"
-    INT8 = "INT8"
-    INT32 = "INT32"
-
-
-def nptype(dtype: DataType):
-    return {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8,
-            DataType.INT32: np.int32}[dtype]
-
-
-@dataclass
-class ITensor:
-    name: str
-    shape: tuple[int, ...]
-    dtype: DataType = DataType.FLOAT
-
-
-class INetworkDefinition:
-    def __init__(self, explicit_batch: bool) -> None:
-        self.explicit_batch = explicit_batch
-        self.inputs: list[ITensor] = []
-        self.outputs: list[ITensor] = []
-        self.onnx_bytes = b""
-        self.nodes: list[tuple[str, str, list[str]]] = []
+    def __init__(self, explicit_batch: bool, strongly_typed: bool) -> None:
+        self._explicit_batch = explicit_batch
+        self._strongly_typed = strongly_typed
+        self._inputs: list[ITensor] = []
+        self._outputs: list[ITensor] = []
+        self._onnx = b""
+        self._nodes: list[tuple[str, str]] = []
+        self._fp16 = False  # the ONNX computes in float16 (strongly typed fp16 comes from the graph)
 
     @property
     def num_inputs(self) -> int:
-        return len(self.inputs)
+        return len(self._inputs)
 
     @property
     def num_outputs(self) -> int:
-        return len(self.outputs)
+        return len(self._outputs)
 
     @property
     def num_layers(self) -> int:
-        return len(self.nodes)
+        return len(self._nodes)
 
-    def get_input(self, i: int) -> ITensor:
-        return self.inputs[i]
+    def get_input(self, index: int) -> ITensor:
+        return self._inputs[index]
 
-    def get_output(self, i: int) -> ITensor:
-        return self.outputs[i]
+    def get_output(self, index: int) -> ITensor:
+        return self._outputs[index]
+
+    def get_layer(self, index: int) -> ILayer:
+        return ILayer(*self._nodes[index])
 
 
-class ParserError:
+class ParserError(_Strict):
+    _trt = "ParserError"
+
     def __init__(self, desc: str) -> None:
         self._desc = desc
 
@@ -168,113 +250,156 @@ def _dims(value_info) -> tuple[int, ...]:
     return tuple(d.dim_value if d.dim_value > 0 else -1 for d in value_info.type.tensor_type.shape.dim)
 
 
-class OnnxParser:
+class OnnxParser(_Strict):
+    _trt = "OnnxParser"
+
     def __init__(self, network: INetworkDefinition, logger: Logger) -> None:
-        self.network = network
-        self.errors: list[ParserError] = []
+        self._network = network
+        self._errors: list[ParserError] = []
 
     @property
     def num_errors(self) -> int:
-        return len(self.errors)
+        return len(self._errors)
 
-    def get_error(self, i: int) -> ParserError:
-        return self.errors[i]
+    def get_error(self, index: int) -> ParserError:
+        return self._errors[index]
 
-    def parse_from_file(self, path: str) -> bool:
-        with open(path, "rb") as f:
+    def parse_from_file(self, model: str) -> bool:
+        with open(model, "rb") as f:
             return self.parse(f.read())
 
-    def parse(self, data: bytes, path: str | None = None) -> bool:
-        if not self.network.explicit_batch:
-            self.errors.append(ParserError("the ONNX parser only supports networks with an explicit batch "
-                                           "dimension (create_network(1 << EXPLICIT_BATCH))"))
+    def parse(self, model: bytes, path: str | None = None) -> bool:
+        network = self._network
+        if not network._explicit_batch:
+            self._errors.append(ParserError("the ONNX parser only supports networks with an explicit batch "
+                                            "dimension (create_network(1 << EXPLICIT_BATCH))"))
             return False
         try:
-            model = onnx.load_from_string(data)
-            onnx.checker.check_model(model)
+            proto = onnx.load_from_string(model)
+            onnx.checker.check_model(proto)
         except Exception as e:
-            self.errors.append(ParserError(f"failed to parse ONNX model: {e}"))
+            self._errors.append(ParserError(f"failed to parse ONNX model: {e}"))
             return False
-        init = {t.name for t in model.graph.initializer}
-        self.network.inputs = [ITensor(v.name, _dims(v)) for v in model.graph.input if v.name not in init]
-        self.network.outputs = [ITensor(v.name, _dims(v)) for v in model.graph.output]
-        self.network.nodes = [(n.name, n.op_type, list(n.input)) for n in model.graph.node]
-        self.network.onnx_bytes = data
+        init = {t.name for t in proto.graph.initializer}
+        network._inputs = [ITensor(v.name, _dims(v)) for v in proto.graph.input if v.name not in init]
+        network._outputs = [ITensor(v.name, _dims(v)) for v in proto.graph.output]
+        network._nodes = [(n.name, n.op_type) for n in proto.graph.node]
+        network._fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
+        network._onnx = model
         return True
 
 
-class IOptimizationProfile:
+class IOptimizationProfile(_Strict):
+    _trt = "IOptimizationProfile"
+
     def __init__(self) -> None:
-        self.shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
+        self._shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
 
-    def set_shape(self, name: str, min, opt, max) -> None:  # TensorRT's parameter names
-        self.shapes[name] = (tuple(min), tuple(opt), tuple(max))
+    def set_shape(self, input: str, min, opt, max) -> None:  # TensorRT's parameter names
+        self._shapes[input] = (tuple(min), tuple(opt), tuple(max))
 
 
-class ITimingCache:
+def _device() -> list:
+    return [STATE.gpu, list(STATE.compute_capability)]
+
+
+class ITimingCache(_Strict):
+    """Serialized as JSON with the header TensorRT verifies: release and CUDA device of the build that wrote it."""
+
+    _trt = "ITimingCache"
+
     def __init__(self, data: bytes) -> None:
-        self.entries: set[str] = set(json.loads(data.decode())) if data else set()
+        saved = json.loads(data.decode()) if data else {"version": STATE.version, "device": _device(), "entries": []}
+        self._version, self._device = saved["version"], saved["device"]
+        self._entries: set[str] = set(saved["entries"])
 
     def serialize(self) -> bytes:
-        return json.dumps(sorted(self.entries)).encode()
+        return json.dumps({"version": self._version, "device": self._device,
+                           "entries": sorted(self._entries)}).encode()
 
 
-class IBuilderConfig:
+class IBuilderConfig(_Strict):
+    _trt = "IBuilderConfig"
+
     def __init__(self) -> None:
-        self.flags: set[BuilderFlag] = set()
-        self.default_device_type = DeviceType.GPU
+        self._flags: set[str] = set()
+        self.default_device_type = _enum("DeviceType").GPU
         self.DLA_core = -1
-        self.pools: dict[MemoryPoolType, int] = {}
-        self.profiles: list[IOptimizationProfile] = []
-        self.calibration_profile: IOptimizationProfile | None = None
-        self.profiling_verbosity = ProfilingVerbosity.LAYER_NAMES_ONLY
-        self.int8_calibrator = None
-        self.timing_cache: ITimingCache | None = None
+        self._pools: dict[str, int] = {}
+        self._profiles: list[IOptimizationProfile] = []
+        self._calibration_profile: IOptimizationProfile | None = None
+        self.profiling_verbosity = _enum("ProfilingVerbosity").LAYER_NAMES_ONLY
+        self._calibrator = None
+        self._timing_cache: ITimingCache | None = None
+        self._network: INetworkDefinition | None = None
 
-    def set_flag(self, flag: BuilderFlag) -> None:
-        self.flags.add(flag)
+    def set_flag(self, flag) -> None:
+        self._flags.add(flag.name)
 
-    def get_flag(self, flag: BuilderFlag) -> bool:
-        return flag in self.flags
+    def get_flag(self, flag) -> bool:
+        return flag.name in self._flags
 
-    def set_memory_pool_limit(self, pool: MemoryPoolType, size: int) -> None:
-        self.pools[pool] = int(size)
+    def set_memory_pool_limit(self, pool, pool_size: int) -> None:
+        self._pools[pool.name] = int(pool_size)
 
     def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
-        self.profiles.append(profile)
-        return len(self.profiles) - 1
+        self._profiles.append(profile)
+        return len(self._profiles) - 1
 
     def set_calibration_profile(self, profile: IOptimizationProfile) -> bool:
-        self.calibration_profile = profile
+        self._calibration_profile = profile
         return True
 
-    def create_timing_cache(self, data: bytes) -> ITimingCache:
-        return ITimingCache(bytes(data))
+    @property
+    def int8_calibrator(self):
+        return self._calibrator
+
+    @int8_calibrator.setter
+    def int8_calibrator(self, calibrator) -> None:
+        self._calibrator = calibrator
+
+    def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache:
+        return ITimingCache(bytes(serialized_timing_cache))
 
     def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
-        self.timing_cache = cache
+        if cache._version != STATE.version:  # another release's cache is never usable
+            STATE.log.append(f"[E] timing cache from TensorRT {cache._version}, this is {STATE.version}")
+            return False
+        if cache._device != _device() and not ignore_mismatch:
+            STATE.log.append(f"[E] timing cache was created on {cache._device}, this device is {_device()}")
+            return False
+        self._timing_cache = cache
         return True
 
     def get_timing_cache(self) -> ITimingCache | None:
-        return self.timing_cache
+        return self._timing_cache
+
+    def can_run_on_DLA(self, layer: ILayer) -> bool:
+        """DLA runs no explicit quantization: in a network with Q/DQ layers no layer runs on DLA."""
+        network = self._network
+        return layer._op in DLA_OPS and not (network and any(op == "QuantizeLinear" for _, op in network._nodes))
 
 
-class IInt8EntropyCalibrator2:
+class IInt8EntropyCalibrator2(_Strict):
     """Base class: subclasses must call ``IInt8EntropyCalibrator2.__init__(self)`` like with the real bindings."""
+
+    _trt = "IInt8EntropyCalibrator2"
 
     def __init__(self) -> None:
         self._initialised = True
 
 
-def _fmt(int8: bool, fp16: bool) -> str:
-    if int8:
-        return "Thirty-two wide channel vectorized row major Int8 format"
-    return "Channel major FP16 format where channel % 2 == 0" if fp16 else "Row major linear FP32"
+def _fmt(kind: str) -> str:
+    return {"Int8": "Thirty-two wide channel vectorized row major Int8 format",
+            "FP16": "Channel major FP16 format where channel % 2 == 0", "FP32": "Row major linear FP32"}[kind]
 
 
-class Builder:
+class Builder(_Strict):
+    _trt = "Builder"
+
     def __init__(self, logger: Logger) -> None:
-        self.logger = logger
+        self._logger = logger
+        self._networks: list[INetworkDefinition] = []
 
     @property
     def num_DLA_cores(self) -> int:
@@ -285,11 +410,17 @@ class Builder:
         return True
 
     def create_network(self, flags: int = 0) -> INetworkDefinition:
-        explicit = bool(flags & (1 << int(NetworkDefinitionCreationFlag.EXPLICIT_BATCH)))
-        return INetworkDefinition(explicit or int(STATE.version.split(".")[0]) >= 10)
+        values = STATE.api["enums"]["NetworkDefinitionCreationFlag"]
+        explicit = "EXPLICIT_BATCH" not in values or STATE.major >= 10 or bool(flags & (1 << values["EXPLICIT_BATCH"]))
+        strongly = "STRONGLY_TYPED" in values and bool(flags & (1 << values["STRONGLY_TYPED"]))
+        network = INetworkDefinition(explicit, strongly)
+        self._networks.append(network)
+        return network
 
     def create_builder_config(self) -> IBuilderConfig:
-        return IBuilderConfig()
+        config = IBuilderConfig()
+        config._network = self._networks[-1] if self._networks else None  # what can_run_on_DLA is asked about
+        return config
 
     def create_optimization_profile(self) -> IOptimizationProfile:
         return IOptimizationProfile()
@@ -298,11 +429,11 @@ class Builder:
         STATE.log.append(f"[E] {msg}")
 
     def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig):
-        if not network.inputs:
+        if not network._inputs:
             return self._fail("network has no inputs (was the ONNX parsed?)")
-        tensor = network.inputs[0]
+        tensor = network._inputs[0]
         dynamic = -1 in tensor.shape
-        profile = next((p.shapes[tensor.name] for p in config.profiles if tensor.name in p.shapes), None)
+        profile = next((p._shapes[tensor.name] for p in config._profiles if tensor.name in p._shapes), None)
         if dynamic and profile is None:
             return self._fail(f"network has dynamic input {tensor.name} but no optimization profile")
         if profile is not None:
@@ -314,56 +445,72 @@ class Builder:
                 return self._fail(f"profile {profile} does not match the static dims of {tensor.shape}")
         else:
             low = opt = high = tensor.shape
-        ops = [op for _, op, _ in network.nodes]
+        ops = [op for _, op in network._nodes]
         has_qdq = "QuantizeLinear" in ops
-        int8, fp16 = BuilderFlag.INT8 in config.flags, BuilderFlag.FP16 in config.flags
-        if has_qdq and not int8:
+        flags = config._flags
+        if network._strongly_typed and flags & set(PRECISION_FLAGS):
+            return self._fail(f"API Usage Error: precision flags {sorted(flags & set(PRECISION_FLAGS))} are not "
+                              "allowed for a strongly typed network (types come from the network)")
+        int8, fp16 = "INT8" in flags, "FP16" in flags
+        if has_qdq and not int8 and not network._strongly_typed:
             return self._fail("network has Q/DQ layers but the INT8 builder flag is not set")
         calibration: dict = {}
         if int8 and not has_qdq:
-            calibrator = config.int8_calibrator
+            calibrator = config._calibrator
             if calibrator is None:
                 return self._fail("INT8 enabled without Q/DQ layers, dynamic ranges or a calibrator")
             if not getattr(calibrator, "_initialised", False):
                 raise TypeError("calibrator subclass did not call IInt8EntropyCalibrator2.__init__")
-            if dynamic and config.calibration_profile is None:
+            if dynamic and config._calibration_profile is None:
                 return self._fail("calibration with dynamic shapes needs set_calibration_profile")
             calibration = self._calibrate(calibrator, tensor, config)
             if not calibration:
                 return None
-        dla = config.default_device_type == DeviceType.DLA
+        half = fp16 or (network._strongly_typed and network._fp16)
+        dla = config.default_device_type == _enum("DeviceType").DLA
+        on_gpu: list[str] = []
         if dla:
             if not 0 <= config.DLA_core < STATE.dla_cores:
                 return self._fail(f"DLA core {config.DLA_core} does not exist ({STATE.dla_cores} cores)")
-            if not (fp16 or int8):
+            if not (half or int8 or (has_qdq and network._strongly_typed)):
                 return self._fail("DLA requires FP16 or INT8 precision")
             if low != high:
                 return self._fail("DLA does not support dynamic shapes: optimization profile min must equal max")
-        if config.timing_cache is not None:
-            config.timing_cache.entries.update(f"{op}:{'int8' if int8 else 'fp16' if fp16 else 'fp32'}" for op in ops)
+            on_gpu = [name for name, op in network._nodes if op not in DLA_OPS or has_qdq]
+            if on_gpu and "GPU_FALLBACK" not in flags:
+                return self._fail(f"layer {on_gpu[0]} cannot run on DLA"
+                                  + (" (DLA does not support explicit quantization)" if has_qdq else "")
+                                  + " and GPU fallback is not enabled")
+        if config._timing_cache is not None:
+            config._timing_cache._entries.update(f"{op}:{'int8' if int8 else 'fp16' if half else 'fp32'}"
+                                                 for op in ops)
+        verbosity = config.profiling_verbosity.name
         STATE.builds.append({
-            "flags": sorted(f.value for f in config.flags), "device_type": config.default_device_type.value,
-            "dla_core": config.DLA_core, "workspace": config.pools.get(MemoryPoolType.WORKSPACE),
+            "flags": sorted(flags), "device_type": config.default_device_type.name,
+            "dla_core": config.DLA_core, "workspace": config._pools.get("WORKSPACE"),
             "profile": {"min": list(low), "opt": list(opt), "max": list(high)} if profile else None,
-            "has_qdq": has_qdq, "explicit_batch": network.explicit_batch, "ops": ops, "input": tensor.name,
-            "verbosity": config.profiling_verbosity.value, "timing_cache": config.timing_cache is not None,
+            "has_qdq": has_qdq, "explicit_batch": network._explicit_batch,
+            "strongly_typed": network._strongly_typed, "fp16_graph": network._fp16, "ops": ops, "input": tensor.name,
+            "verbosity": verbosity, "timing_cache": config._timing_cache is not None, "on_gpu": on_gpu,
             **calibration})
+        quantized = (has_qdq and (int8 or network._strongly_typed)) or calibration != {}
+        kind = "Int8" if quantized else "FP16" if half or dla else "FP32"
         header = {"version": STATE.version, "compute_capability": list(STATE.compute_capability),
-                  "flags": sorted(f.value for f in config.flags), "dla": dla,
-                  "inputs": [[t.name, list(t.shape)] for t in network.inputs],
-                  "outputs": [[t.name, list(t.shape)] for t in network.outputs],
+                  "flags": sorted(flags), "dla": dla, "round_fp16": fp16 and not network._strongly_typed,
+                  "inputs": [[t.name, list(t.shape)] for t in network._inputs],
+                  "outputs": [[t.name, list(t.shape)] for t in network._outputs],
                   "profile": [list(low), list(opt), list(high)],
-                  "layers": [[name, op, _fmt(int8 and (has_qdq or calibration != {}), fp16 or dla)]
-                             for name, op, _ in network.nodes if op not in ("QuantizeLinear", "DequantizeLinear")],
-                  "detailed": config.profiling_verbosity == ProfilingVerbosity.DETAILED}
-        return MAGIC + json.dumps(header).encode() + b"\n" + network.onnx_bytes
+                  "layers": [[name, op, _fmt(kind)] for name, op in network._nodes
+                             if op not in ("QuantizeLinear", "DequantizeLinear")],
+                  "detailed": verbosity == "DETAILED"}
+        return MAGIC + json.dumps(header).encode() + b"\n" + network._onnx
 
     def _calibrate(self, calibrator, tensor: ITensor, config: IBuilderConfig) -> dict:
         cached = calibrator.read_calibration_cache()
         if cached:
             return {"calibration": "from cache", "calibrated_batches": 0}
         size = calibrator.get_batch_size()
-        shape = config.calibration_profile.shapes[tensor.name][1] if config.calibration_profile else tensor.shape
+        shape = config._calibration_profile._shapes[tensor.name][1] if config._calibration_profile else tensor.shape
         if shape[0] != size:
             self._fail(f"calibrator batch size {size} differs from the calibration profile batch {shape[0]}")
             return {}
@@ -379,110 +526,139 @@ class Builder:
         return {"calibration": "calibrated", "calibrated_batches": batches}
 
 
-class ICudaEngine:
+class ICudaEngine(_Strict):
+    _trt = "ICudaEngine"
+
     def __init__(self, header: dict, onnx_bytes: bytes) -> None:
         import onnxruntime as ort
 
-        self.header = header
-        self.tensors = {name: (TensorIOMode.INPUT, tuple(shape)) for name, shape in header["inputs"]}
-        self.tensors.update({name: (TensorIOMode.OUTPUT, tuple(shape)) for name, shape in header["outputs"]})
+        self._header = header
+        self._tensors = {name: ("INPUT", tuple(shape)) for name, shape in header["inputs"]}
+        self._tensors.update({name: ("OUTPUT", tuple(shape)) for name, shape in header["outputs"]})
         # Q/DQ pairs as float ops: TensorRT's int8 accumulates in int32, while ORT's fused x86 int8 kernels
         # would add their own int16 saturation on CPUs without VNNI
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
     @property
     def num_io_tensors(self) -> int:
-        return len(self.tensors)
+        return len(self._tensors)
 
     @property
     def num_optimization_profiles(self) -> int:
         return 1
 
-    def get_tensor_name(self, i: int) -> str:
-        return list(self.tensors)[i]
+    def get_tensor_name(self, index: int) -> str:
+        return list(self._tensors)[index]
 
-    def get_tensor_mode(self, name: str) -> TensorIOMode:
-        return self.tensors[name][0]
+    def get_tensor_mode(self, name: str):
+        return getattr(_enum("TensorIOMode"), self._tensors[name][0])
 
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
-        return self.tensors[name][1]
+        return self._tensors[name][1]
 
-    def get_tensor_dtype(self, name: str) -> DataType:
-        return DataType.FLOAT
+    def get_tensor_dtype(self, name: str):
+        return _enum("DataType").FLOAT
 
     def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[tuple[int, ...]]:
-        if self.tensors[name][0] != TensorIOMode.INPUT or profile_index != 0:
+        if self._tensors[name][0] != "INPUT" or profile_index != 0:
             raise ValueError(f"no profile {profile_index} for input {name}")
-        return [tuple(s) for s in self.header["profile"]]
+        return [tuple(s) for s in self._header["profile"]]
 
     def create_execution_context(self) -> IExecutionContext:
         return IExecutionContext(self)
 
-    def create_engine_inspector(self) -> IEngineInspector:
-        return IEngineInspector(self)
+    def create_engine_inspector(self) -> EngineInspector:
+        return EngineInspector(self)
 
 
-class IEngineInspector:
+class EngineInspector(_Strict):
+    """Layer information; TensorRT 11's JSON names the I/O "I/O Tensors" and splits "Format/Datatype"."""
+
+    _trt = "EngineInspector"
+
     def __init__(self, engine: ICudaEngine) -> None:
-        self.engine = engine
+        self._engine = engine
+        self._context: IExecutionContext | None = None
 
-    def get_engine_information(self, fmt: LayerInformationFormat) -> str:
-        layers = self.engine.header["layers"]
-        if not self.engine.header["detailed"]:
-            return json.dumps({"Layers": [name for name, _, _ in layers], "Bindings": list(self.engine.tensors)})
-        return json.dumps({"Layers": [{"Name": name, "LayerType": op, "Outputs": [{"Format/Datatype": f}]}
-                                      for name, op, f in layers], "Bindings": list(self.engine.tensors)})
+    @property
+    def execution_context(self) -> IExecutionContext | None:
+        return self._context
+
+    @execution_context.setter
+    def execution_context(self, context: IExecutionContext) -> None:
+        self._context = context
+
+    def get_engine_information(self, format) -> str:
+        header = self._engine._header
+        io = "I/O Tensors" if STATE.major >= 11 else "Bindings"
+        if not header["detailed"]:
+            return json.dumps({"Layers": [name for name, _, _ in header["layers"]], io: list(self._engine._tensors)})
+        dynamic = any(-1 in shape for mode, shape in self._engine._tensors.values() if mode == "INPUT")
+        shapes_known = self._context is not None and bool(self._context._input_shapes)
+        layers = []
+        for name, op, fmt in header["layers"]:
+            fmt = fmt if shapes_known or not dynamic else "N/A due to dynamic shapes"
+            if STATE.major >= 11:
+                kind = next((k for k in ("Int8", "FP16", "FP32") if k in fmt), fmt)
+                output = {"Name": f"{name}_out", "Format": fmt, "Datatype": kind}
+            else:
+                output = {"Name": f"{name}_out", "Format/Datatype": fmt}
+            layers.append({"Name": name, "LayerType": op, "Outputs": [output]})
+        return json.dumps({"Layers": layers, io: list(self._engine._tensors)})
 
 
-class IExecutionContext:
+class IExecutionContext(_Strict):
+    _trt = "IExecutionContext"
+
     def __init__(self, engine: ICudaEngine) -> None:
-        self.engine = engine
-        self.input_shapes: dict[str, tuple[int, ...]] = {}
-        self.addresses: dict[str, int] = {}
+        self._engine = engine
+        self._input_shapes: dict[str, tuple[int, ...]] = {}
+        self._addresses: dict[str, int] = {}
 
     def set_input_shape(self, name: str, shape) -> bool:
         shape = tuple(int(s) for s in shape)
-        low, _, high = self.engine.header["profile"]
+        low, _, high = self._engine._header["profile"]
         if len(shape) != len(low) or not all(a <= s <= b for a, s, b in zip(low, shape, high, strict=True)):
             STATE.log.append(f"[E] input shape {shape} outside the profile {low}..{high}")
             return False
-        self.input_shapes[name] = shape
+        self._input_shapes[name] = shape
         return True
 
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
-        mode, shape = self.engine.tensors[name]
-        if mode == TensorIOMode.INPUT:
-            return self.input_shapes.get(name, shape)
-        batch = next(iter(self.input_shapes.values()), shape)[0]
+        mode, shape = self._engine._tensors[name]
+        if mode == "INPUT":
+            return self._input_shapes.get(name, shape)
+        batch = next(iter(self._input_shapes.values()), shape)[0]
         return (batch, *shape[1:])
 
-    def set_tensor_address(self, name: str, address: int) -> bool:
-        if name not in self.engine.tensors:
+    def set_tensor_address(self, name: str, memory: int) -> bool:
+        if name not in self._engine._tensors:
             return False
-        self.addresses[name] = int(address)
+        self._addresses[name] = int(memory)
         return True
 
     def execute_async_v3(self, stream_handle: int) -> bool:
-        if set(self.addresses) != set(self.engine.tensors) or len(self.input_shapes) != 1:
+        engine = self._engine
+        if set(self._addresses) != set(engine._tensors) or len(self._input_shapes) != 1:
             STATE.log.append("[E] execute_async_v3: input shapes or tensor addresses not all set")
             return False
         if stream_handle not in STATE.streams:
             raise RuntimeError(f"cudaErrorInvalidResourceHandle: stream {stream_handle}")
-        fp16 = "FP16" in self.engine.header["flags"]
-        shapes = {n: self.get_tensor_shape(n) for n in self.engine.tensors}
-        addresses = dict(self.addresses)
+        fp16 = engine._header["round_fp16"]
+        shapes = {n: self.get_tensor_shape(n) for n in engine._tensors}
+        addresses = dict(self._addresses)
 
         def run() -> None:
             feeds = {}
-            for name, (mode, _) in self.engine.tensors.items():
-                if mode == TensorIOMode.INPUT:
+            for name, (mode, _) in engine._tensors.items():
+                if mode == "INPUT":
                     nbytes = int(np.prod(shapes[name])) * 4
                     x = STATE.allocation(addresses[name], nbytes).view(np.float32).reshape(shapes[name]).copy()
                     feeds[name] = x.astype(np.float16).astype(np.float32) if fp16 else x
-            outputs = [o.name for o in self.engine.session.get_outputs()]
-            for name, value in zip(outputs, self.engine.session.run(outputs, feeds), strict=True):
+            outputs = [o.name for o in engine._session.get_outputs()]
+            for name, value in zip(outputs, engine._session.run(outputs, feeds), strict=True):
                 value = np.asarray(value, np.float32)
                 value = value.astype(np.float16).astype(np.float32) if fp16 else value
                 STATE.allocation(addresses[name], value.nbytes)[:] = value.reshape(-1).view(np.uint8)
@@ -491,12 +667,14 @@ class IExecutionContext:
         return True
 
 
-class Runtime:
+class Runtime(_Strict):
+    _trt = "Runtime"
+
     def __init__(self, logger: Logger) -> None:
         self.DLA_core = -1
 
-    def deserialize_cuda_engine(self, data: bytes) -> ICudaEngine | None:
-        data = bytes(data)
+    def deserialize_cuda_engine(self, serialized_engine: bytes) -> ICudaEngine | None:
+        data = bytes(serialized_engine)
         if not data.startswith(MAGIC):
             STATE.log.append("[E] deserialize: magic tag does not match (not a TensorRT plan)")
             return None
@@ -509,6 +687,39 @@ class Runtime:
             STATE.log.append("[E] engine plan built for a different compute capability")
             return None
         return ICudaEngine(header, onnx_bytes)
+
+
+TENSORRT_NAMES = (Logger, nptype, Builder, OnnxParser, Runtime, IInt8EntropyCalibrator2, ITensor, ILayer,
+                  INetworkDefinition, ParserError, IOptimizationProfile, ITimingCache, IBuilderConfig, ICudaEngine,
+                  EngineInspector, IExecutionContext)
+
+
+def tensorrt_module(recorded: str, version: str) -> types.ModuleType:
+    """A ``tensorrt`` module with exactly ``recorded``'s names: real enums, fake classes, the rest refused."""
+    surface = api(recorded)
+    module = types.ModuleType("tensorrt")
+    module.__version__ = version
+    STATE.enums = {name: enum.IntEnum(name.rsplit(".", 1)[-1], values) for name, values in surface["enums"].items()}
+    for name, values in STATE.enums.items():
+        if "." not in name:
+            setattr(module, name, values)
+    for obj in TENSORRT_NAMES:
+        if obj.__name__ in surface["module"]:
+            setattr(module, obj.__name__, obj)
+    for nested, values in STATE.enums.items():  # Logger.WARNING: values of the nested ILogger.Severity
+        owner, _, _ = nested.partition(".")
+        if owner == "ILogger":
+            for member in values:
+                type.__setattr__(Logger, member.name, member)
+
+    def missing(name: str):
+        if name in surface["module"]:
+            raise NotImplementedError(f"fake_tensorrt: tensorrt.{name} exists in TensorRT {version} but is not "
+                                      "emulated; add it to tests/fakes/fake_tensorrt.py")
+        raise AttributeError(f"module 'tensorrt' has no attribute '{name}' (TensorRT {version})")
+
+    module.__getattr__ = missing
+    return module
 
 
 # ----------------------------------------------------------------------------- pycuda
@@ -695,19 +906,20 @@ STATE = FakeState()
 
 def install(monkeypatch, version: str = "10.3.0", gpu: str = "Orin", compute_capability: tuple[int, int] = (8, 7),
             dla_cores: int = 2, pycuda: bool = True, cuda_python: bool = False) -> FakeState:
-    """Put fake ``tensorrt`` (and ``pycuda`` and/or cuda-python) into ``sys.modules`` for one test.
+    """Put a fake ``tensorrt`` of one release (and ``pycuda`` and/or cuda-python) into ``sys.modules`` for one test.
 
+    ``version`` is a recorded release (:data:`SUPPORTED`) or a later patch of one (``10.7.0`` takes
+    10.3.0's surface under its own version string, for version-mismatch tests).
     Without ``cuda_python`` the ``cuda`` package is made unimportable, so a real one on the host cannot leak in.
     """
     global STATE
+    recorded = version if version in SUPPORTED else next(
+        (v for v in reversed(SUPPORTED) if v.split(".")[0] == version.split(".")[0]), None)
+    if recorded is None:
+        raise ValueError(f"no recorded TensorRT surface for {version} (have {', '.join(SUPPORTED)})")
     STATE = FakeState(version=version, gpu=gpu, compute_capability=compute_capability, dla_cores=dla_cores)
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = version
-    for obj in (Logger, NetworkDefinitionCreationFlag, BuilderFlag, DeviceType, MemoryPoolType, ProfilingVerbosity,
-                LayerInformationFormat, TensorIOMode, DataType, nptype, Builder, OnnxParser, Runtime,
-                IInt8EntropyCalibrator2):
-        setattr(trt, obj.__name__, obj)
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    STATE.recorded = recorded
+    monkeypatch.setitem(sys.modules, "tensorrt", tensorrt_module(recorded, version))
     monkeypatch.delitem(sys.modules, "pycuda.autoinit", raising=False)
     _install_cuda_python(monkeypatch, cuda_python)
     if not pycuda:
