@@ -26,20 +26,21 @@ import onnx
 
 from edge_fer.artifact import ModelInfo
 from edge_fer.atomic import atomic_path, staging_dir, write_json, write_text
-from edge_fer.build_tensorrt import EngineSettings, build_engine, write_engine
+from edge_fer.build_tensorrt import EngineSettings, Flavor, build_engine, check_dla_int8, target_flavor, write_engine
 from edge_fer.checkpoint import sha256_file
 from edge_fer.errors import EdgeFerError
 
 TARGETS = ("intel", "jetson")
 HINTS = ("LATENCY", "THROUGHPUT")
 DEFAULT_PRECISION = {"intel": "fp32", "jetson": "fp16"}
+FP16_ONNX = "model.fp16.onnx"  # strongly typed fp16: the converted ONNX in the work folder
 CHECK_FACES = 16  # embedded faces the compiled IR is compared on against ONNX Runtime
 INTEL_FILES = ("model.xml", "model.bin", "build.json", "quantize.json")
 # Options that mean something for one target only; giving them to the other is an error, not silently ignored.
 TARGET_OPTIONS = {
     "intel": ("--device", "--hint", "--threads", "--cache-dir"),
     "jetson": ("--dla-core", "--gpu-fallback", "--workspace", "--timing-cache", "--opt-batch", "--max-batch",
-               "--implicit-int8", "--calib-cache", "--bundle", "--deepstream"),
+               "--implicit-int8", "--calib-cache", "--bundle", "--deepstream", "--tensorrt"),
 }
 
 # What each OpenVINO device can compute; asking for anything else is an error listing these.
@@ -245,8 +246,9 @@ def build_intel(model: Path | str, out: Path | str, precision: str = "fp32", dev
 # ----------------------------------------------------------------------------- jetson
 
 
-def _jetson_onnx(onnx_path: Path, proto: onnx.ModelProto, info: ModelInfo, settings: EngineSettings, work: Path,
-                 calib: str | None, size: int, seed: int, log) -> tuple[Path, dict | None, list, dict | None]:
+def _jetson_onnx(onnx_path: Path, proto: onnx.ModelProto, info: ModelInfo, settings: EngineSettings, flavor: Flavor,
+                 work: Path, calib: str | None, size: int, seed: int,
+                 log) -> tuple[Path, dict | None, list, dict | None]:
     """(ONNX for TensorRT, quantize report, implicit-calibration batches, calibration description)."""
     from edge_fer.quantize import check_tensorrt_qdq, quantize
 
@@ -255,7 +257,17 @@ def _jetson_onnx(onnx_path: Path, proto: onnx.ModelProto, info: ModelInfo, setti
             raise EdgeFerError(f"{onnx_path}: already quantized; --precision fp16 and --implicit-int8 build from the "
                                "float ONNX of edge-fer export")
         if not settings.implicit_int8:
-            return onnx_path, None, [], None
+            if not flavor.strongly_typed:
+                return onnx_path, None, [], None
+            from edge_fer.float16 import float16_onnx
+
+            log(f"float16 ONNX for strongly typed TensorRT {flavor.label}")
+            half = work / FP16_ONNX
+            try:
+                onnx.save_model(float16_onnx(proto), str(half))
+            except (ValueError, onnx.checker.ValidationError) as e:
+                raise EdgeFerError(f"{onnx_path}: cannot convert it to float16 ({str(e).splitlines()[0][:200]})") from e
+            return half, None, [], None
         from edge_fer.quantize import CALIB_BATCH, make_batches
 
         images, desc = calibration_images(calib, size, seed, log)
@@ -284,29 +296,31 @@ def _manifest(calib: str | None, size: int, seed: int) -> str | None:
     return manifest_text(calib, make_manifest(calib, size, seed))
 
 
-def _deepstream_files(ds_onnx: Path, info: ModelInfo, settings: EngineSettings, stem: str) -> dict[str, str | bytes]:
-    from edge_fer.deepstream import deepstream_names, labels_text, nvinfer_config
+def _deepstream_files(ds_onnx: Path, info: ModelInfo, settings: EngineSettings, flavor: Flavor,
+                      stem: str) -> dict[str, str | bytes]:
+    from edge_fer.deepstream import calibration_file, deepstream_names, labels_text, needs_calib_file, nvinfer_config
 
     names = deepstream_names(stem)
     config = nvinfer_config(info, onnx_file=names["onnx"], engine_file=names["engine"], labels_file=names["labels"],
-                            precision=settings.precision, batch_size=int(settings.max_batch or 1),
-                            dla_core=settings.dla_core)
-    return {names["onnx"]: ds_onnx.read_bytes(), names["config"]: config, names["labels"]: labels_text(info.classes)}
+                            calib_file=names["calib"], precision=settings.precision, flavor=flavor,
+                            batch_size=int(settings.max_batch or 1), dla_core=settings.dla_core)
+    files: dict[str, str | bytes] = {names["onnx"]: ds_onnx.read_bytes(), names["config"]: config,
+                                     names["labels"]: labels_text(info.classes)}
+    if needs_calib_file(settings.precision, flavor):
+        files[names["calib"]] = calibration_file(onnx.load(str(ds_onnx)), flavor)
+    return files
 
 
 def build_jetson(model: Path | str, output: Path | str | None, settings: EngineSettings, calib: str | None = None,
                  size: int = 512, seed: int = 0, bundle: Path | str | None = None, deepstream: bool = False,
                  log: Callable[[str], None] = lambda _msg: None) -> dict:
     """A TensorRT engine at ``output`` (with sidecar), or with ``bundle`` a folder that builds it on the Jetson."""
-    from edge_fer.backends.tensorrt_backend import import_tensorrt, sidecar_path
+    from edge_fer.backends.tensorrt_backend import sidecar_path
     from edge_fer.bundle import ENGINE_NAME, check_bundle_folder
 
     if (output is None) == (bundle is None):
         raise EdgeFerError("--target jetson: give -o model.engine (build here, needs TensorRT) or --bundle DIR "
                            "(a folder that builds it on the Jetson), not both")
-    if deepstream and settings.implicit_int8:
-        raise EdgeFerError("--deepstream builds a second (grey-input) engine; use the QDQ INT8 path, "
-                           "not --implicit-int8")
     if bundle is not None:  # every check before any export or quantization
         check_bundle_folder(Path(bundle), settings)
     else:
@@ -315,14 +329,25 @@ def build_jetson(model: Path | str, output: Path | str | None, settings: EngineS
             raise EdgeFerError(f"-o {output}: a TensorRT engine file ends in .engine (or .plan/.trt)")
         if not output.parent.is_dir():
             raise EdgeFerError(f"-o {output}: folder {output.parent} does not exist; create it or choose another path")
-        import_tensorrt("build on the Jetson, or pass --bundle DIR to write a folder that builds there")
-        if settings.implicit_int8 and not settings.calib_cache:
-            settings = replace(settings, calib_cache=f"{output}.calib")
+    flavor = target_flavor(settings, bundle is not None)
+    if settings.dla_core is not None and settings.precision == "int8" and not settings.implicit_int8:
+        check_dla_int8(settings, flavor, False, str(model))  # TensorRT >= 10: refused before any work
+        if bundle is not None:
+            raise EdgeFerError(f"--precision int8 --dla-core {settings.dla_core}: DLA INT8 on TensorRT {flavor.label} "
+                               "is calibrated inside TensorRT (implicit INT8), which a bundle cannot do; run edge-fer "
+                               "build on the Jetson, or bundle DLA fp16 (--precision fp16)")
+        log("DLA INT8: implicit quantization (TensorRT calibrates the float ONNX; DLA runs no Q/DQ)")
+        settings = replace(settings, implicit_int8=True)
+    if deepstream and settings.implicit_int8:
+        raise EdgeFerError("--deepstream builds a second (grey-input) engine; use the QDQ INT8 path on the GPU, "
+                           "not --implicit-int8 (nor DLA INT8, which calibrates implicitly)")
+    if bundle is None and settings.implicit_int8 and not settings.calib_cache:
+        settings = replace(settings, calib_cache=f"{output}.calib")
     with tempfile.TemporaryDirectory(prefix="edge-fer-build-") as tmp:
         work = Path(tmp)
         onnx_path, proto, info = load_source(Path(model), work, log)
-        trt_onnx, qreport, batches, desc = _jetson_onnx(onnx_path, proto, info, settings, work, calib, size, seed,
-                                                        log)
+        trt_onnx, qreport, batches, desc = _jetson_onnx(onnx_path, proto, info, settings, flavor, work, calib, size,
+                                                        seed, log)
         source = {"model": str(model), "onnx_sha256": sha256_file(onnx_path)}
         ds_onnx = None
         if deepstream:
@@ -333,15 +358,16 @@ def build_jetson(model: Path | str, output: Path | str | None, settings: EngineS
         if bundle is not None:
             from edge_fer.bundle import write_bundle
 
-            ds_files = _deepstream_files(ds_onnx, info, settings, Path(ENGINE_NAME).stem) if ds_onnx else None
-            files = write_bundle(bundle, trt_onnx, info, settings, deepstream_files=ds_files,
+            ds_files = _deepstream_files(ds_onnx, info, settings, flavor, Path(ENGINE_NAME).stem) if ds_onnx else None
+            files = write_bundle(bundle, trt_onnx, info, settings, flavor, deepstream_files=ds_files,
                                  manifest=_manifest(calib, size, seed) if qreport else None,
-                                 quantize_report=qreport, source=source)
+                                 quantize_report=qreport, source=source,
+                                 float_onnx=onnx_path if trt_onnx.name == FP16_ONNX else None)
             return {"bundle": str(bundle), "files": files, "calibration": desc}
         extra = {"source": source, "calibration": desc,
                  "float_vs_int8_heldout": qreport.get("float_vs_int8_heldout") if qreport else None}
         engine_bytes, sidecar = build_engine(trt_onnx, settings, info, batches, extra, log)
-        written = _deepstream_engine(ds_onnx, output, settings, info, source, log) if ds_onnx else []
+        written = _deepstream_engine(ds_onnx, output, settings, flavor, info, source, log) if ds_onnx else []
         write_engine(output, engine_bytes, sidecar)
     return {"engine": str(output), "sidecar": str(sidecar_path(output)),
             "files": [*written, output.name, sidecar_path(output).name],
@@ -349,8 +375,8 @@ def build_jetson(model: Path | str, output: Path | str | None, settings: EngineS
             "layers": sidecar["layers"]["summary"], "calibration": desc}
 
 
-def _deepstream_engine(ds_onnx: Path, output: Path, settings: EngineSettings, info: ModelInfo, source: dict,
-                       log: Callable[[str], None]) -> list[str]:
+def _deepstream_engine(ds_onnx: Path, output: Path, settings: EngineSettings, flavor: Flavor, info: ModelInfo,
+                       source: dict, log: Callable[[str], None]) -> list[str]:
     """Build the grey-input engine and write it with its ONNX, nvinfer config and labels next to ``output``."""
     from edge_fer.backends.tensorrt_backend import sidecar_path
     from edge_fer.deepstream import deepstream_names
@@ -358,7 +384,7 @@ def _deepstream_engine(ds_onnx: Path, output: Path, settings: EngineSettings, in
     log("building the DeepStream (grey-input) engine")
     ds_bytes, ds_sidecar = build_engine(ds_onnx, settings, info, (), {"variant": "deepstream", "source": source}, log)
     written = []
-    for name, content in _deepstream_files(ds_onnx, info, settings, output.stem).items():
+    for name, content in _deepstream_files(ds_onnx, info, settings, flavor, output.stem).items():
         if isinstance(content, bytes):
             with atomic_path(output.parent / name) as path:
                 path.write_bytes(content)

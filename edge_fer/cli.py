@@ -435,6 +435,9 @@ def build(
         help="jetson: write a folder that builds the engine on the Jetson (ONNX, metadata, build.sh) instead")] = None,
     deepstream: Annotated[bool, typer.Option("--deepstream", help="jetson: also a DeepStream nvinfer config, "
                                                                   "labels and grey-input engine")] = False,
+    tensorrt: Annotated[str | None, typer.Option(
+        "--tensorrt", help="jetson --bundle: TensorRT release on the Jetson, 8.6 | 10.x | 11.x (default 10.3)")
+    ] = None,
 ) -> None:
     """Device engine: OpenVINO IR (intel) or TensorRT engine + sidecar (jetson), or a bundle to build on the Jetson."""
     from edge_fer.build import DEFAULT_PRECISION, check_target_options
@@ -443,7 +446,7 @@ def build(
         "--device": device, "--hint": hint, "--threads": threads, "--cache-dir": cache_dir, "--dla-core": dla_core,
         "--gpu-fallback": gpu_fallback, "--workspace": workspace, "--timing-cache": timing_cache,
         "--opt-batch": opt_batch, "--max-batch": max_batch, "--implicit-int8": implicit_int8,
-        "--calib-cache": calib_cache, "--bundle": bundle, "--deepstream": deepstream})
+        "--calib-cache": calib_cache, "--bundle": bundle, "--deepstream": deepstream, "--tensorrt": tensorrt})
     precision = precision or DEFAULT_PRECISION[target]
     with console.status(f"building for {target}") as status:
         def log(msg: str) -> None:
@@ -462,7 +465,7 @@ def build(
 
             settings = EngineSettings(precision, dla_core, gpu_fallback, workspace,
                                       str(timing_cache) if timing_cache else None, opt_batch or 1, max_batch,
-                                      implicit_int8, str(calib_cache) if calib_cache else None)
+                                      implicit_int8, str(calib_cache) if calib_cache else None, tensorrt)
             report = build_jetson(model, output, settings, calib, size, seed, bundle, deepstream, log)
     def say(msg: str) -> None:
         console.print(msg, highlight=False, soft_wrap=True)

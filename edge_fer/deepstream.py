@@ -23,10 +23,14 @@ INTER_LINEAR), are the only differences left from :func:`edge_fer.data.preproces
 
 from __future__ import annotations
 
+import struct
+
+import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from edge_fer.artifact import ModelInfo
+from edge_fer.build_tensorrt import Flavor
 from edge_fer.errors import EdgeFerError
 
 PROBS = "probs"
@@ -62,10 +66,44 @@ def deepstream_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
     return ds
 
 
+def _precision_lines(precision: str, flavor: Flavor, calib_file: str) -> list[str]:
+    if flavor.strongly_typed:
+        return [f"# TensorRT {flavor.label} builds strongly typed: {precision} comes from the ONNX itself; nvinfer's",
+                "# FP16/INT8 modes set builder flags such a network refuses, so no flag (0=FP32 mode) is asked for",
+                "network-mode=0"]
+    lines = ["# 0=FP32, 1=INT8, 2=FP16", f"network-mode={NETWORK_MODE[precision]}"]
+    if needs_calib_file(precision, flavor):
+        lines += ["# INT8 scales are in the Q/DQ ONNX; without this file nvinfer would rebuild in FP16 mode (which a",
+                  "# Q/DQ network cannot); TensorRT ignores its values for a Q/DQ network",
+                  f"int8-calib-file={calib_file}"]
+    return lines
+
+
 def deepstream_names(stem: str) -> dict[str, str]:
     """File names of the DeepStream pieces that sit next to engine ``STEM.engine``."""
     return {"onnx": f"{stem}.deepstream.onnx", "engine": f"{stem}.deepstream.engine",
-            "config": f"{stem}.nvinfer.txt", "labels": f"{stem}.labels.txt"}
+            "config": f"{stem}.nvinfer.txt", "labels": f"{stem}.labels.txt", "calib": f"{stem}.deepstream.calib"}
+
+
+def needs_calib_file(precision: str, flavor: Flavor) -> bool:
+    """nvinfer's INT8 mode on a weakly typed TensorRT: without int8-calib-file it silently builds FP16."""
+    return precision == "int8" and not flavor.strongly_typed
+
+
+def calibration_file(model: onnx.ModelProto, flavor: Flavor) -> str:
+    """A TensorRT calibration cache (``TRT-<version>-EntropyCalibration2``, ``tensor: big-endian float32 hex``)
+    holding each QuantizeLinear input's scale, for nvinfer's ``int8-calib-file``."""
+    init = {t.name: t for t in model.graph.initializer}
+    major, minor = flavor.version
+    number = major * 1000 + minor * 100 if major < 10 else major * 10000 + minor * 100  # NV_TENSORRT_VERSION
+    lines = [f"TRT-{number}-EntropyCalibration2"]
+    for node in model.graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[1] in init:
+            scale = float(np.asarray(numpy_helper.to_array(init[node.input[1]])).reshape(-1)[0])
+            lines.append(f"{node.input[0]}: {struct.pack('>f', scale).hex()}")
+    if len(lines) == 1:
+        raise EdgeFerError("DeepStream INT8: the model has no QuantizeLinear with a constant scale")
+    return "\n".join(lines) + "\n"
 
 
 def labels_text(classes: list[str]) -> str:
@@ -76,9 +114,9 @@ def labels_text(classes: list[str]) -> str:
     return ";".join(classes) + "\n"
 
 
-def nvinfer_config(info: ModelInfo, *, onnx_file: str, engine_file: str, labels_file: str, precision: str,
-                   batch_size: int, dla_core: int | None = None, gie_id: int = 2, operate_on_gie_id: int = 1,
-                   threshold: float = 0.0) -> str:
+def nvinfer_config(info: ModelInfo, *, onnx_file: str, engine_file: str, labels_file: str, calib_file: str,
+                   precision: str, batch_size: int, flavor: Flavor, dla_core: int | None = None, gie_id: int = 2,
+                   operate_on_gie_id: int = 1, threshold: float = 0.0) -> str:
     """The ``[property]`` file for Gst-nvinfer (paths relative to the config file, as nvinfer resolves them)."""
     scale, offset = info.preprocessing.scale_offset
     size = info.img_size
@@ -101,8 +139,7 @@ def nvinfer_config(info: ModelInfo, *, onnx_file: str, engine_file: str, labels_
         f"model-engine-file={engine_file}",
         f"labelfile-path={labels_file}",
         f"batch-size={batch_size}",
-        "# 0=FP32, 1=INT8, 2=FP16",
-        f"network-mode={NETWORK_MODE[precision]}",
+        *_precision_lines(precision, flavor, calib_file),
         "# 1=classifier; process-mode 2 = secondary: runs on the objects of operate-on-gie-id",
         "network-type=1",
         "process-mode=2",

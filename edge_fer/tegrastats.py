@@ -8,9 +8,14 @@
 
 Older releases drop the ``mW`` unit (``VDD_IN 4963/4963``) and the Nano names its
 rails ``POM_5V_*``.  Each rail reads ``current/average``; the current value is
-sampled.  The board's input rail (``VDD_IN``, ``POM_5V_IN``) is the total; where a
-module has none (AGX Orin) the rails are summed.  Energy per inference is that
-total power integrated over a window in which one backend alone ran.
+sampled.  The board's input rail (``VDD_IN``, ``POM_5V_IN``, Thor's ``VIN``) is the total,
+and the other rails are parts of it, never added to it; where a module has none (AGX Orin)
+the rails are summed.  Energy per inference is that total power integrated over a window in
+which one backend alone ran.
+
+Temperatures skip ``-256C`` (a sensor the module lacks) and ``PMIC@100C``: on Nano and Xavier
+the PMIC "sensor" is a fixed 100 C reading, not a measurement (jtop skips it too), and would
+otherwise be every run's maximum.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ RAIL = re.compile(r"\b([A-Z][A-Z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?=\s|$)")
 TEMP = re.compile(r"\b([A-Za-z][\w]*)@(-?\d+(?:\.\d+)?)C\b")
 GPU_LOAD = re.compile(r"\bGR3D_FREQ (\d+)%")
 CPU_LOADS = re.compile(r"\bCPU \[([^\]]*)\]")
-TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")
+TOTAL_RAILS = ("VDD_IN", "POM_5V_IN", "VIN")  # the board input: Orin/Xavier, Nano/TX2, Thor
+FIXED_SENSORS = ("PMIC",)  # constant readings, not temperatures
 ABSENT_SENSOR = -256.0  # tegrastats prints -256C for sensors a module does not have
 
 
@@ -50,7 +56,8 @@ class Sample:
 def parse_line(line: str) -> Sample:
     """Parse one tegrastats line (fields a module lacks are simply absent)."""
     rails = {name: int(now) for name, now, _avg in RAIL.findall(line) if name not in ("RAM", "SWAP", "IRAM")}
-    temps = {name: float(t) for name, t in TEMP.findall(line) if float(t) > ABSENT_SENSOR}
+    temps = {name: float(t) for name, t in TEMP.findall(line)
+             if float(t) > ABSENT_SENSOR and name.upper() not in FIXED_SENSORS}
     gpu = GPU_LOAD.search(line)
     cpu = CPU_LOADS.search(line)
     cpu_load = None

@@ -6,10 +6,10 @@ import json
 import os
 from pathlib import Path
 
-import fake_tensorrt  # tests/ is on sys.path
 import numpy as np
 import onnx
 import pytest
+from fakes import fake_tensorrt  # tests/ is on sys.path
 from onnx import numpy_helper
 from typer.testing import CliRunner
 

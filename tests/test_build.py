@@ -5,23 +5,34 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import cv2
-import fake_tensorrt  # tests/ is on sys.path (pytest rootdir-relative import)
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from fakes import fake_tensorrt  # tests/ is on sys.path (pytest rootdir-relative import)
 from typer.testing import CliRunner
 
+from edge_fer import build_tensorrt
 from edge_fer.backends import open_runner
+from edge_fer.backends.tensorrt_backend import check_version
 from edge_fer.build import CHECK_FACES, build_intel, build_jetson, check_intel_precision, check_target_options
-from edge_fer.build_tensorrt import EngineSettings, check_jetson_precision, jetpack_release, l4t_release
+from edge_fer.build_tensorrt import (
+    EngineSettings,
+    Flavor,
+    check_jetson_precision,
+    jetpack_release,
+    l4t_release,
+    layer_precisions,
+)
 from edge_fer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edge_fer.cli import app
 from edge_fer.data.faces import embedded_faces
@@ -60,9 +71,10 @@ def jetson_qdq(tiny_onnx, faces) -> Path:
     return out
 
 
-@pytest.fixture()
-def trt(monkeypatch):
-    yield fake_tensorrt.install(monkeypatch)
+@pytest.fixture(params=fake_tensorrt.SUPPORTED)
+def trt(monkeypatch, request):
+    """The strict fake of one recorded TensorRT release: every TensorRT test runs once per supported version."""
+    yield fake_tensorrt.install(monkeypatch, version=request.param)
     fake_tensorrt.uninstall()
 
 
@@ -264,7 +276,12 @@ def test_intel_rejects_bad_outputs_and_quantized_input(tiny_onnx, jetson_qdq, tm
     assert list(tmp_path.iterdir()) == []
 
 
-# ----------------------------------------------------------------------------- jetson (fake TensorRT)
+# ----------------------------------------------------------------------------- jetson (strict per-version fake)
+
+
+def strong(trt) -> bool:
+    """Strongly typed release (TensorRT 11 here): no precision flags, precision from the graph."""
+    return Flavor.of(trt.version).strongly_typed
 
 
 def test_fp16_engine_sidecar_and_dynamic_batch(trt, tiny_onnx, tmp_path, faces):
@@ -273,16 +290,22 @@ def test_fp16_engine_sidecar_and_dynamic_batch(trt, tiny_onnx, tmp_path, faces):
     settings = EngineSettings("fp16", workspace_mb=256, timing_cache=str(cache), opt_batch=2, max_batch=4)
     report = build_jetson(tiny_onnx, engine, settings)
     build = trt.builds[-1]
-    assert build["flags"] == ["FP16"] and build["device_type"] == "GPU" and build["workspace"] == 256 << 20
+    # weak typing: the FP16 flag on the float ONNX; strong typing: no flag, a float16 ONNX
+    assert build["flags"] == ([] if strong(trt) else ["FP16"]) and build["fp16_graph"] == strong(trt)
+    assert build["strongly_typed"] == strong(trt) and build["explicit_batch"]
+    assert build["device_type"] == "GPU" and build["workspace"] == 256 << 20
     assert build["profile"] == {"min": [1, 3, 64, 64], "opt": [2, 3, 64, 64], "max": [4, 3, 64, 64]}
     assert build["verbosity"] == "DETAILED" and build["timing_cache"] and cache.is_file()
     side = json.loads((tmp_path / "model.engine.json").read_text())
-    assert side["tensorrt_version"] == "10.3.0" and side["gpu"] == "Orin" and side["compute_capability"] == "8.7"
+    assert side["tensorrt_version"] == trt.version and side["gpu"] == "Orin" and side["compute_capability"] == "8.7"
+    assert side["typing"] == ("strong" if strong(trt) else "weak")
     assert side["precision"] == "fp16" and side["dla"] is None and side["int8_mode"] is None
     assert side["batch"] == {"min": 1, "opt": 2, "max": 4} and side["input"]["name"] == "images"
-    assert side["source_onnx_sha256"] == sha256(tiny_onnx) and side["engine_sha256"] == sha256(engine)
+    assert side["source_onnx_sha256"] == (sha256(tiny_onnx) if not strong(trt) else side["source_onnx_sha256"])
+    assert side["engine_sha256"] == sha256(engine) and side["source"]["onnx_sha256"] == sha256(tiny_onnx)
     assert side["metadata"]["edge_fer.precision"] == "fp16"
     assert json.loads(side["metadata"]["edge_fer.classes"]) == CLASSES
+    # read through a context at the opt shape: real formats, not "N/A due to dynamic shapes"
     assert side["layers"]["summary"] == {"FP16": len(side["layers"]["layers"])} and report["layers"]["FP16"] > 0
     assert engine.read_bytes().startswith(fake_tensorrt.MAGIC)  # the plan as TensorRT wrote it, no edge-fer header
     runner = open_runner(engine)
@@ -295,14 +318,26 @@ def test_fp16_engine_sidecar_and_dynamic_batch(trt, tiny_onnx, tmp_path, faces):
         assert (got.argmax(1) == want.argmax(1)).all()
     # a second build reads the timing cache it updated
     build_jetson(tiny_onnx, tmp_path / "again.engine", settings)
-    assert json.loads(cache.read_bytes())
+    assert json.loads(cache.read_bytes())["entries"]
+
+
+def test_inspector_without_a_context_reads_na_on_dynamic_shapes(trt, tiny_onnx, tmp_path):
+    """The failure the sidecar used to hit: inspected without a context, a dynamic engine has no formats."""
+    import tensorrt
+
+    build_jetson(tiny_onnx, tmp_path / "m.engine", EngineSettings("fp16"))
+    engine = tensorrt.Runtime(tensorrt.Logger()).deserialize_cuda_engine((tmp_path / "m.engine").read_bytes())
+    bare = layer_precisions(engine.create_engine_inspector().get_engine_information(
+        tensorrt.LayerInformationFormat.JSON))
+    assert set(bare["summary"]) == {"?"}  # "N/A due to dynamic shapes": unknown, never counted as a precision
+    assert json.loads((tmp_path / "m.engine.json").read_text())["layers"]["summary"].keys() == {"FP16"}
 
 
 def test_int8_from_qdq_is_explicit_quantization(trt, jetson_qdq, tmp_path, faces):
     engine = tmp_path / "int8.engine"
     build_jetson(jetson_qdq, engine, EngineSettings("int8"))
     build = trt.builds[-1]
-    assert build["flags"] == ["INT8"] and build["has_qdq"] and "calibration" not in build
+    assert build["flags"] == ([] if strong(trt) else ["INT8"]) and build["has_qdq"] and "calibration" not in build
     side = json.loads((tmp_path / "int8.engine.json").read_text())
     assert side["int8_mode"] == "explicit (QDQ ONNX)" and side["layers"]["summary"]["Int8"] > 0
     runner = open_runner(engine)
@@ -311,12 +346,25 @@ def test_int8_from_qdq_is_explicit_quantization(trt, jetson_qdq, tmp_path, faces
     np.testing.assert_allclose(runner(batch), open_runner(jetson_qdq)(batch), atol=1e-4)
 
 
+def test_jetson_qdq_carries_float_weights_through_qdq_pairs(jetson_qdq):
+    """AddQDQPairToWeight: TensorRT 8.x rejects int8 weight initialisers + DQ ("invalid weights type of Int8")."""
+    proto = onnx.load(str(jetson_qdq))
+    init = {t.name: t for t in proto.graph.initializer}
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    convs = [n for n in proto.graph.node if n.op_type == "Conv" and producer.get(n.input[1], n).op_type
+             == "DequantizeLinear"]
+    assert convs and check_tensorrt_qdq(proto) == []
+    for conv in convs:
+        q = producer[producer[conv.input[1]].input[0]]
+        assert q.op_type == "QuantizeLinear" and init[q.input[0]].data_type == onnx.TensorProto.FLOAT
+    assert not any(t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4 for t in init.values())
+
+
 def test_int8_from_float_onnx_quantizes_for_tensorrt_first(trt, tiny_onnx, tmp_path):
     build_jetson(tiny_onnx, tmp_path / "m.engine", EngineSettings("int8"))
-    assert trt.builds[-1]["flags"] == ["INT8"] and trt.builds[-1]["has_qdq"]
+    assert trt.builds[-1]["flags"] == ([] if strong(trt) else ["INT8"]) and trt.builds[-1]["has_qdq"]
     side = json.loads((tmp_path / "m.engine.json").read_text())
     assert side["calibration"]["kind"] == "embedded" and side["source"]["onnx_sha256"] == sha256(tiny_onnx)
-
 
 
 def test_fp16_refuses_a_quantized_onnx(trt, jetson_qdq, tmp_path):
@@ -324,28 +372,93 @@ def test_fp16_refuses_a_quantized_onnx(trt, jetson_qdq, tmp_path):
         build_jetson(jetson_qdq, tmp_path / "x.engine", EngineSettings("fp16"))
 
 
-def test_dla_flags_fixed_batch_and_padding(trt, jetson_qdq, tmp_path, faces):
+def test_dla_fp16_fixed_batch_padding_and_fallback_layers_named(trt, tiny_onnx, tmp_path, faces):
     engine = tmp_path / "dla.engine"
-    build_jetson(jetson_qdq, engine, EngineSettings("int8", dla_core=1, gpu_fallback=True, opt_batch=2))
+    with pytest.raises(EdgeFerError, match=r"layers cannot run on DLA \(.*\); add --gpu-fallback"):
+        build_jetson(tiny_onnx, engine, EngineSettings("fp16", dla_core=1, opt_batch=2))
+    assert not trt.builds and list(tmp_path.iterdir()) == []  # refused before TensorRT built anything
+    build_jetson(tiny_onnx, engine, EngineSettings("fp16", dla_core=1, gpu_fallback=True, opt_batch=2))
     build = trt.builds[-1]
-    assert build["flags"] == ["FP16", "GPU_FALLBACK", "INT8"] and build["device_type"] == "DLA"
-    assert build["dla_core"] == 1 and build["profile"]["min"] == build["profile"]["max"] == [2, 3, 64, 64]
+    assert build["flags"] == (["GPU_FALLBACK"] if strong(trt) else ["FP16", "GPU_FALLBACK"])
+    assert build["device_type"] == "DLA" and build["dla_core"] == 1
+    assert build["profile"]["min"] == build["profile"]["max"] == [2, 3, 64, 64]
     side = json.loads((tmp_path / "dla.engine.json").read_text())
-    assert side["dla"] == {"core": 1, "gpu_fallback": True} and side["batch"] == {"min": 2, "opt": 2, "max": 2}
+    # never "DLA" alone: the layers TensorRT sends to the GPU are named (the same ones the fake's builder moved)
+    assert side["dla"]["core"] == 1 and side["dla"]["gpu_fallback"] is True
+    assert side["dla"]["layers_on_gpu"] == build["on_gpu"] and side["dla"]["layers_on_gpu"]
+    assert side["dla"]["layers_on_dla"] > 0 and side["batch"] == {"min": 2, "opt": 2, "max": 2}
     runner = open_runner(engine)
     for n in (1, 3):  # padded to the fixed batch 2 / split 2 + 1(padded)
         batch = preprocess(faces[:n], runner.info.preprocessing)
         out = runner(batch)
         assert out.shape == (n, 8)
-        np.testing.assert_allclose(out, open_runner(jetson_qdq)(batch), atol=0.05)
+        np.testing.assert_allclose(out, ort_logits(tiny_onnx, batch), atol=0.05)
     with pytest.raises(EdgeFerError, match="has 2 DLA core"):
-        build_jetson(jetson_qdq, tmp_path / "x.engine", EngineSettings("int8", dla_core=2))
+        build_jetson(tiny_onnx, tmp_path / "x.engine", EngineSettings("fp16", dla_core=2, gpu_fallback=True))
 
 
-def test_engine_from_another_gpu_or_tensorrt_says_rebuild(monkeypatch, tiny_onnx, tmp_path):
+def test_dla_int8_is_implicit_on_tensorrt8_and_refused_later(trt, tiny_onnx, jetson_qdq, tmp_path, faces):
+    """DLA runs no Q/DQ: TensorRT 8.x calibrates the float ONNX (cache kept); 10+ has no implicit INT8 left."""
+    settings = EngineSettings("int8", dla_core=0, gpu_fallback=True, opt_batch=8)
+    if Flavor.of(trt.version).implicit_int8:
+        build_jetson(tiny_onnx, tmp_path / "dla.engine", settings)
+        build = trt.builds[-1]
+        assert build["device_type"] == "DLA" and not build["has_qdq"] and build["calibration"] == "calibrated"
+        assert build["flags"] == ["FP16", "GPU_FALLBACK", "INT8"] and (tmp_path / "dla.engine.calib").is_file()
+        side = json.loads((tmp_path / "dla.engine.json").read_text())
+        assert side["int8_mode"] == "implicit (IInt8EntropyCalibrator2)" and side["dla"]["layers_on_gpu"]
+        with pytest.raises(EdgeFerError, match="already quantized"):
+            build_jetson(jetson_qdq, tmp_path / "q.engine", settings)
+    else:
+        with pytest.raises(EdgeFerError, match=rf"DLA runs INT8 only with implicit .* TensorRT {trt.version[:4]}.* "
+                                               r"DLA fp16 engine \(--precision fp16\)"):
+            build_jetson(tiny_onnx, tmp_path / "dla.engine", settings)
+        assert not trt.builds and list(tmp_path.iterdir()) == []
+
+
+def test_fake_refuses_qdq_on_dla_like_tensorrt(trt, jetson_qdq, tmp_path):
+    """Below edge-fer's own check: the fake's builder keeps every Q/DQ network off DLA."""
+    import tensorrt
+
+    logger = tensorrt.Logger()
+    builder = tensorrt.Builder(logger)
+    kind = "STRONGLY_TYPED" if strong(trt) else "EXPLICIT_BATCH"
+    network = builder.create_network(1 << int(getattr(tensorrt.NetworkDefinitionCreationFlag, kind)))
+    assert tensorrt.OnnxParser(network, logger).parse_from_file(str(jetson_qdq))
+    config = builder.create_builder_config()
+    config.default_device_type = tensorrt.DeviceType.DLA
+    config.DLA_core = 0
+    if not strong(trt):
+        config.set_flag(tensorrt.BuilderFlag.INT8)
+    assert not any(config.can_run_on_DLA(network.get_layer(i)) for i in range(network.num_layers))
+    profile = builder.create_optimization_profile()
+    profile.set_shape("images", (1, 3, 64, 64), (1, 3, 64, 64), (1, 3, 64, 64))
+    config.add_optimization_profile(profile)
+    assert builder.build_serialized_network(network, config) is None
+    assert "DLA does not support explicit quantization" in trt.log[-1]
+
+
+def test_mismatched_timing_cache_stops_before_the_build(monkeypatch, tiny_onnx, tmp_path):
+    fake_tensorrt.install(monkeypatch, gpu="Orin")
+    cache = tmp_path / "timing.cache"
+    build_jetson(tiny_onnx, tmp_path / "a.engine", EngineSettings("fp16", timing_cache=str(cache)))
+    written = cache.read_bytes()
+    fake_tensorrt.uninstall()
+    state = fake_tensorrt.install(monkeypatch, gpu="Xavier", compute_capability=(7, 2))
+    with pytest.raises(EdgeFerError, match=r"--timing-cache .*TensorRT refused it .*give a new path or delete it"):
+        build_jetson(tiny_onnx, tmp_path / "b.engine", EngineSettings("fp16", timing_cache=str(cache)))
+    assert state.builds == [] and cache.read_bytes() == written and not (tmp_path / "b.engine").exists()
+    fake_tensorrt.uninstall()
+
+
+def test_engine_from_another_gpu_l4t_or_tensorrt_says_rebuild(monkeypatch, tiny_onnx, tmp_path):
+    release = tmp_path / "nv_tegra_release"
+    release.write_text("# R36 (release), REVISION: 4.3, GCID: 1, BOARD: generic, EABI: aarch64, DATE: x\n")
+    monkeypatch.setattr(build_tensorrt, "L4T_RELEASE", release)
     fake_tensorrt.install(monkeypatch)
     engine = tmp_path / "model.engine"
     build_jetson(tiny_onnx, engine, EngineSettings("fp16"))
+    assert json.loads((tmp_path / "model.engine.json").read_text())["l4t_release"] == "R36.4.3"
     fake_tensorrt.uninstall()
     fake_tensorrt.install(monkeypatch, version="10.7.0")
     with pytest.raises(EdgeFerError, match=r"TensorRT 10\.3\.0 \(here: 10\.7\.0\).*rebuild it"):
@@ -355,7 +468,11 @@ def test_engine_from_another_gpu_or_tensorrt_says_rebuild(monkeypatch, tiny_onnx
     with pytest.raises(EdgeFerError, match=r"GPU Orin \(here: Xavier\).*compute capability 8\.7.*rebuild"):
         open_runner(engine)
     fake_tensorrt.uninstall()
-    fake_tensorrt.install(monkeypatch)
+    fake_tensorrt.install(monkeypatch)  # same "Orin", same TensorRT: only the L4T release tells them apart
+    release.write_text("# R36 (release), REVISION: 4.0, GCID: 1, BOARD: generic, EABI: aarch64, DATE: x\n")
+    with pytest.raises(EdgeFerError, match=r"L4T R36\.4\.3 \(here: R36\.4\.0\).*rebuild"):
+        open_runner(engine)
+    release.write_text("# R36 (release), REVISION: 4.3, GCID: 1, BOARD: generic, EABI: aarch64, DATE: x\n")
     engine.write_bytes(engine.read_bytes() + b"x")
     with pytest.raises(EdgeFerError, match="does not match its sidecar"):
         open_runner(engine)
@@ -363,6 +480,24 @@ def test_engine_from_another_gpu_or_tensorrt_says_rebuild(monkeypatch, tiny_onnx
     with pytest.raises(EdgeFerError, match="no sidecar"):
         open_runner(engine)
     fake_tensorrt.uninstall()
+
+
+@pytest.mark.parametrize("version, why", [("8.2.1", "JetPack 4.6"), ("8.0.1", "JetPack 4.6"), ("8.5.2", "8.6, 10.x"),
+                                          ("9.3.0", "8.6, 10.x"), ("12.0.0", "8.6, 10.x and 11.x")])
+def test_unsupported_tensorrt_is_one_line(version, why):
+    with pytest.raises(EdgeFerError, match=rf"TensorRT {re.escape(version)}: edge-fer supports .*{re.escape(why)}"):
+        check_version(version)
+    with pytest.raises(EdgeFerError, match=r"give MAJOR\.MINOR"):
+        EngineSettings("fp16", tensorrt="ten")
+    assert Flavor.of("10.12.0").strongly_typed
+    assert not Flavor.of("10.11.0").strongly_typed
+
+
+def test_declared_tensorrt_must_match_the_installed_one(trt, tiny_onnx, tmp_path):
+    other = "8.6" if trt.version.startswith("1") else "10.3"
+    with pytest.raises(EdgeFerError, match=rf"--tensorrt {other}, but TensorRT {re.escape(trt.version)} is installed"):
+        build_jetson(tiny_onnx, tmp_path / "m.engine", EngineSettings("fp16", tensorrt=other))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_tensorrt_or_pycuda_is_one_clear_line(monkeypatch, tiny_onnx, tmp_path):
@@ -391,10 +526,15 @@ def test_cuda_python_serves_where_pycuda_is_absent(monkeypatch, tiny_onnx, tmp_p
     fake_tensorrt.uninstall()
 
 
-def test_tensorrt8_explicit_batch_and_implicit_int8_calibrator(monkeypatch, tiny_onnx, tmp_path, faces):
-    trt = fake_tensorrt.install(monkeypatch, version="8.6.1")
+def test_implicit_int8_calibrator_where_tensorrt_still_has_it(trt, tiny_onnx, tmp_path, faces):
     engine = tmp_path / "m.engine"
-    build_jetson(tiny_onnx, engine, EngineSettings("int8", implicit_int8=True))
+    settings = EngineSettings("int8", implicit_int8=True)
+    if not Flavor.of(trt.version).implicit_int8:
+        with pytest.raises(EdgeFerError, match=rf"deprecated in TensorRT {re.escape(trt.version)}"):
+            build_jetson(tiny_onnx, engine, settings)
+        assert not trt.builds
+        return
+    build_jetson(tiny_onnx, engine, settings)
     build = trt.builds[-1]
     assert build["explicit_batch"] and build["flags"] == ["INT8"] and not build["has_qdq"]
     assert build["calibration"] == "calibrated" and build["calibrated_batches"] == 12  # 100 faces / 8, full only
@@ -402,16 +542,11 @@ def test_tensorrt8_explicit_batch_and_implicit_int8_calibrator(monkeypatch, tiny
     assert json.loads(cache.read_bytes())["images"] > 0
     side = json.loads((tmp_path / "m.engine.json").read_text())
     assert side["int8_mode"] == "implicit (IInt8EntropyCalibrator2)"
-    build_jetson(tiny_onnx, engine, EngineSettings("int8", implicit_int8=True))
+    build_jetson(tiny_onnx, engine, settings)
     assert trt.builds[-1]["calibration"] == "from cache"
     runner = open_runner(engine)
     batch = preprocess(faces[:2], runner.info.preprocessing)
     np.testing.assert_allclose(runner(batch), ort_logits(tiny_onnx, batch), atol=1e-4)  # fake runs the float graph
-    fake_tensorrt.uninstall()
-    fake_tensorrt.install(monkeypatch, version="10.3.0")
-    with pytest.raises(EdgeFerError, match=r"deprecated in TensorRT 10\.3\.0"):
-        build_jetson(tiny_onnx, tmp_path / "x.engine", EngineSettings("int8", implicit_int8=True))
-    fake_tensorrt.uninstall()
 
 
 def test_static_batch_onnx_needs_matching_profile(trt, tiny_onnx, tmp_path):
@@ -434,11 +569,12 @@ def test_output_checks_leave_nothing_behind(trt, tiny_onnx, tmp_path):
         build_jetson(tiny_onnx, tmp_path / "m.onnx", EngineSettings())
     with pytest.raises(EdgeFerError, match="not both"):
         build_jetson(tiny_onnx, tmp_path / "m.engine", EngineSettings(), bundle=tmp_path / "b")
-    with pytest.raises(EdgeFerError, match="cannot parse"):
-        bad = tmp_path / "bad.onnx"
-        proto = onnx.load(str(tiny_onnx))
-        proto.graph.node[0].op_type = "NotAnOp"
-        onnx.save_model(proto, str(bad))
+    bad = tmp_path / "bad.onnx"
+    proto = onnx.load(str(tiny_onnx))
+    proto.graph.node[0].op_type = "NotAnOp"
+    onnx.save_model(proto, str(bad))
+    # strongly typed: the float16 conversion (onnx's checker) finds it first, else TensorRT's parser
+    with pytest.raises(EdgeFerError, match="cannot convert it to float16" if strong(trt) else "cannot parse"):
         build_jetson(bad, tmp_path / "m.engine", EngineSettings())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx"]
 
@@ -468,38 +604,67 @@ def calib_folder(tmp_path, faces) -> Path:
     return folder
 
 
-def test_bundle_int8_with_deepstream(monkeypatch, tiny_onnx, tmp_path, calib_folder, faces):
+def fake_trtexec(tmp_path: Path, python_version: str | None = None) -> dict[str, str]:
+    """PATH with a trtexec stub (logs its args, writes the engine) and, optionally, a python3 whose
+    ``tensorrt.__version__`` is ``python_version`` (what build.sh reads on a Jetson)."""
+    tools = tmp_path / "tools"
+    tools.mkdir(exist_ok=True)
+    (tools / "trtexec").write_text('#!/bin/bash\necho "$@" >> trtexec.log\nfor a in "$@"; do case $a in '
+                                   '--saveEngine=*) echo plan > "${a#--saveEngine=}";; esac; done\n')
+    (tools / "trtexec").chmod(0o755)
+    if python_version:
+        (tools / "python3").write_text(f"#!/bin/sh\necho {python_version}\n")
+        (tools / "python3").chmod(0o755)
+    return {"PATH": f"{tools}:/usr/bin:/bin", "HOME": str(tmp_path)}
+
+
+@pytest.mark.parametrize("tensorrt", ["8.6", "10.3", "10.12", "11.4"])
+def test_bundle_int8_with_deepstream_follows_the_declared_tensorrt(monkeypatch, tiny_onnx, tmp_path, calib_folder,
+                                                                   tensorrt):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # the bundle needs no TensorRT
     bundle = tmp_path / "bundle"
-    settings = EngineSettings("int8", workspace_mb=512, opt_batch=2, max_batch=16)
+    settings = EngineSettings("int8", workspace_mb=512, opt_batch=2, max_batch=16, tensorrt=tensorrt)
+    flavor = Flavor.of(tensorrt)
     report = build_jetson(tiny_onnx, None, settings, calib=str(calib_folder), size=40, bundle=bundle, deepstream=True)
-    assert report["files"] == sorted(p.name for p in bundle.iterdir()) == [
+    calib_file = [] if flavor.strongly_typed else ["model.deepstream.calib"]
+    assert report["files"] == sorted(p.name for p in bundle.iterdir()) == sorted([
         "README.md", "build.sh", "calibration.txt", "metadata.json", "model.deepstream.onnx", "model.labels.txt",
-        "model.nvinfer.txt", "model.onnx", "quantize.json"]
+        "model.nvinfer.txt", "model.onnx", "quantize.json", *calib_file])
     assert leftovers(tmp_path) == [] and os.access(bundle / "build.sh", os.X_OK)
     qdq = onnx.load(str(bundle / "model.onnx"))
     assert any(n.op_type == "QuantizeLinear" for n in qdq.graph.node) and check_tensorrt_qdq(qdq) == []
     meta = json.loads((bundle / "metadata.json").read_text())
     assert meta["source_onnx_sha256"] == sha256(bundle / "model.onnx") and meta["precision"] == "int8"
     assert json.loads((bundle / "quantize.json").read_text())["output"] == "model.onnx"  # not the temp work file
+    assert meta["tensorrt"] == tensorrt and meta["typing"] == ("strong" if flavor.strongly_typed else "weak")
     assert json.loads(meta["metadata"]["edge_fer.classes"]) == CLASSES
     assert meta["batch"] == {"min": 1, "opt": 2, "max": 16}
     assert (bundle / "calibration.txt").read_text().startswith("# edge-fer calibration manifest")
+    assert f"TensorRT **{tensorrt}**" in (bundle / "README.md").read_text()
     script = (bundle / "build.sh").read_text()
-    for flag in ("--int8", "--minShapes=images:1x3x64x64", "--optShapes=images:2x3x64x64",
+    for flag in ("--minShapes=images:1x3x64x64", "--optShapes=images:2x3x64x64",
                  "--maxShapes=images:16x3x64x64", "--memPoolSize=workspace:512", "--saveEngine=model.engine",
                  "--minShapes=images:1x1x64x64", "edge-fer build model.onnx --target jetson --precision int8"):
         assert flag in script
+    assert ("--int8" in script) == (not flavor.strongly_typed) and "--fp16" not in script and "--best" not in script
+    assert ("--stronglyTyped" in script) == (tensorrt == "10.12")  # 11 has no weak mode (and no such flag)
     subprocess.run(["bash", "-n", str(bundle / "build.sh")], check=True)
     if shutil.which("shellcheck"):
         subprocess.run(["shellcheck", str(bundle / "build.sh")], check=True)
+    props = nvinfer_properties(bundle / "model.nvinfer.txt")
+    if flavor.strongly_typed:  # nvinfer's INT8 mode would set a flag a strongly typed network refuses
+        assert props["network-mode"] == "0" and "int8-calib-file" not in props
+    else:  # without a calib file nvinfer rebuilds in FP16 mode, which a Q/DQ network cannot build in
+        assert props["network-mode"] == "1" and props["int8-calib-file"] == "model.deepstream.calib"
+        lines = (bundle / props["int8-calib-file"]).read_text().splitlines()
+        number = {"8.6": 8600, "10.3": 100300, "10.12": 101200}[tensorrt]
+        assert lines[0] == f"TRT-{number}-EntropyCalibration2"
+        ds = onnx.load(str(bundle / "model.deepstream.onnx"))
+        q_inputs = [n.input[0] for n in ds.graph.node if n.op_type == "QuantizeLinear"]
+        assert [line.split(": ")[0] for line in lines[1:]] == q_inputs
+        assert all(struct.unpack(">f", bytes.fromhex(line.split(": ")[1]))[0] > 0 for line in lines[1:])
     # build.sh with trtexec only (no edge-fer on PATH): runs the flags and leaves a sidecar for edge-fer predict
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    (tools / "trtexec").write_text('#!/bin/bash\necho "$@" >> trtexec.log\nfor a in "$@"; do case $a in '
-                                   '--saveEngine=*) echo plan > "${a#--saveEngine=}";; esac; done\n')
-    (tools / "trtexec").chmod(0o755)
-    env = {"PATH": f"{tools}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    env = fake_trtexec(tmp_path)
     subprocess.run(["bash", str(bundle / "build.sh")], check=True, env=env, capture_output=True)
     runs = (bundle / "trtexec.log").read_text().splitlines()
     assert len(runs) == 2 and "--onnx=model.deepstream.onnx" in runs[1]
@@ -508,10 +673,49 @@ def test_bundle_int8_with_deepstream(monkeypatch, tiny_onnx, tmp_path, calib_fol
         build_jetson(tiny_onnx, None, EngineSettings("fp16"), bundle=bundle)
 
 
+def test_bundle_build_sh_stops_on_another_tensorrt(monkeypatch, tiny_onnx, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    bundle = tmp_path / "b"
+    build_jetson(tiny_onnx, None, EngineSettings("fp16", tensorrt="10.3"), bundle=bundle)
+    proc = subprocess.run(["bash", str(bundle / "build.sh")], env=fake_trtexec(tmp_path, "11.4.0.106"),
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and not (bundle / "trtexec.log").exists()
+    assert proc.stderr.strip().splitlines() == [
+        "error: this bundle is for TensorRT 10.3, the Jetson has 11.4.0.106; write it again with edge-fer build "
+        "--bundle DIR --tensorrt MAJOR.MINOR"]
+    proc = subprocess.run(["bash", str(bundle / "build.sh")], env=fake_trtexec(tmp_path, "10.3.0"),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "--fp16" in (bundle / "trtexec.log").read_text()
+
+
+def test_strongly_typed_fp16_bundle_carries_the_float16_onnx(monkeypatch, tiny_onnx, tmp_path, faces):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    bundle = tmp_path / "b"
+    build_jetson(tiny_onnx, None, EngineSettings("fp16", tensorrt="11.4"), bundle=bundle, deepstream=True)
+    assert (bundle / "model.float.onnx").read_bytes() == tiny_onnx.read_bytes()
+    half = onnx.load(str(bundle / "model.onnx"))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in half.graph.initializer)
+    assert half.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 I/O kept
+    script = (bundle / "build.sh").read_text()
+    assert "--fp16" not in script and "edge-fer build model.float.onnx --target jetson --precision fp16" in script
+    assert nvinfer_properties(bundle / "model.nvinfer.txt")["network-mode"] == "0"
+    batch = preprocess(faces[:8], Preprocessing(64))
+    np.testing.assert_allclose(ort_logits(bundle / "model.onnx", batch), ort_logits(tiny_onnx, batch), atol=0.05)
+
+
+def test_bundle_refuses_dla_int8(monkeypatch, tiny_onnx, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(EdgeFerError, match="which a bundle cannot do"):
+        build_jetson(tiny_onnx, None, EngineSettings("int8", dla_core=0, tensorrt="8.6"), bundle=tmp_path / "b")
+    with pytest.raises(EdgeFerError, match="DLA runs INT8 only with implicit"):
+        build_jetson(tiny_onnx, None, EngineSettings("int8", dla_core=0), bundle=tmp_path / "b")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_fp16_bundle_from_the_cli(monkeypatch, tiny_onnx, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     result = CliRunner().invoke(app, ["build", str(tiny_onnx), "--target", "jetson", "--dla-core", "0",
-                                      "--gpu-fallback", "--bundle", str(tmp_path / "b")])
+                                      "--gpu-fallback", "--tensorrt", "8.6", "--bundle", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
     assert "copy it to the Jetson and run build.sh" in result.output
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["README.md", "build.sh", "metadata.json",
@@ -519,7 +723,7 @@ def test_fp16_bundle_from_the_cli(monkeypatch, tiny_onnx, tmp_path):
     assert "quantize.json" not in (tmp_path / "b" / "README.md").read_text()
     script = (tmp_path / "b" / "build.sh").read_text()
     assert "--fp16 --useDLACore=0 --allowGPUFallback --minShapes=images:1x3x64x64" in script
-    assert "--dla-core 0 --gpu-fallback" in script
+    assert "--dla-core 0 --gpu-fallback" in script and "this bundle is for TensorRT 8.6" in script
     subprocess.run(["bash", "-n", str(tmp_path / "b" / "build.sh")], check=True)
 
 
@@ -532,7 +736,8 @@ def test_deepstream_config_reproduces_preprocessing(trt, tiny_onnx, tmp_path, fa
     assert trt.builds[-1]["profile"]["max"] == [4, 1, 64, 64]  # the grey-input engine, built second
     props = nvinfer_properties(tmp_path / "fer.nvinfer.txt")
     assert props["network-type"] == "1" and props["process-mode"] == "2" and props["model-color-format"] == "2"
-    assert props["infer-dims"] == "1;64;64" and props["network-mode"] == "2" and props["batch-size"] == "4"
+    assert props["infer-dims"] == "1;64;64" and props["network-mode"] == ("0" if strong(trt) else "2")
+    assert props["batch-size"] == "4"
     assert props["operate-on-gie-id"] == "1" and props["output-blob-names"] == "probs"
     assert props["model-engine-file"] == "fer.deepstream.engine" and props["onnx-file"] == "fer.deepstream.onnx"
     assert (tmp_path / props["labelfile-path"]).read_text() == ";".join(CLASSES) + "\n"
@@ -549,6 +754,6 @@ def test_deepstream_config_reproduces_preprocessing(trt, tiny_onnx, tmp_path, fa
     probs = session.run(["probs"], {"images": np.ascontiguousarray(batch[:, :1])})[0]
     logits = ort_logits(tiny_onnx, batch)
     expected = np.exp(logits - logits.max(1, keepdims=True))
-    np.testing.assert_allclose(probs, expected / expected.sum(1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(probs, expected / expected.sum(1, keepdims=True), atol=1e-3 if strong(trt) else 1e-5)
     with pytest.raises(EdgeFerError, match="DeepStream variant"):
         open_runner(tmp_path / "fer.deepstream.engine")

@@ -41,3 +41,21 @@ def test_energy_per_image_integrates_power_over_the_window():
     assert out["energy_mj_per_image"] == 6000.0 * 2.0 / 400  # mW x s = mJ
     assert out["gpu_load_pct"] == 47.0 and out["max_temp_c"] == 47.5
     assert "power_mw" not in summarize([], 1.0, 10)  # no samples: no made-up figure
+
+
+# Thor (JetPack 7): the board input is VIN; the other rails are parts of it (per NVIDIA's Thor rail names).
+THOR = ("RAM 8721/125772MB (lfb 2x4MB) SWAP 0/0MB (cached 0MB) CPU [5%@2601,3%@2601,0%@2601,1%@2601] "
+        "GR3D_FREQ 35% cpu@41.2C tj@43.8C VDD_GPU 9210mW/9010mW VDD_CPU_SOC_MSS 6120mW/6000mW "
+        "VIN_SYS_5V0 4010mW/4000mW VIN 31220mW/30980mW")
+# Xavier NX / Nano on JetPack 4: PMIC@100C is a constant, not a sensor reading
+XAVIER_PMIC = XAVIER_NX.replace("thermal@37.25C", "thermal@37.25C PMIC@100C")
+
+
+def test_thor_total_is_vin_not_a_sum_of_its_parts():
+    assert parse_line(THOR).total_mw == 31220.0
+
+
+def test_fixed_pmic_reading_is_not_a_temperature():
+    sample = parse_line(XAVIER_PMIC)
+    assert "PMIC" not in sample.temps_c and max(sample.temps_c.values()) == 38.0
+    assert summarize([sample], 1.0, 1)["max_temp_c"] == 38.0

@@ -25,8 +25,9 @@ from edge_fer.backends.cuda_memory import CudaMemory, open_cuda
 from edge_fer.errors import EdgeFerError
 
 SIDECAR_SUFFIX = ".json"
-MIN_VERSION = (8, 5)  # name-based I/O tensor API (num_io_tensors, set_tensor_address, execute_async_v3)
-MAX_MAJOR = 10  # TensorRT 11 removed the FP16/INT8 builder flags and DLA
+MIN_VERSION = (8, 6)  # the oldest bindings edge-fer's API names were checked against (tests/fakes/tensorrt_api)
+MAX_MAJOR = 11  # TensorRT 11: strongly typed only (edge_fer.build_tensorrt.Flavor)
+SUPPORTED = "TensorRT 8.6, 10.x and 11.x"
 
 
 def sidecar_path(engine: Path | str) -> Path:
@@ -41,10 +42,25 @@ def import_tensorrt(where: str):
     except ImportError:
         raise EdgeFerError(f"TensorRT is not installed here (on a Jetson it comes with JetPack, or pip install "
                            f"'edge-fer[jetson]'); {where}") from None
-    version = tuple(int(p) if p.isdigit() else 0 for p in (*trt.__version__.split(".")[:2], "0"))[:2]
-    if version < MIN_VERSION or version[0] > MAX_MAJOR:
-        raise EdgeFerError(f"TensorRT {trt.__version__}: edge-fer supports TensorRT 8.5 to 10.x")
+    check_version(trt.__version__)
     return trt
+
+
+def check_version(version: str) -> tuple[int, int]:
+    """(major, minor) of a supported TensorRT release, else one line saying which are supported.
+
+    JetPack 4.6 (Jetson Nano, TX2: TensorRT 8.0/8.2, Python 3.6) and JetPack 5's TensorRT 8.5
+    are not supported: edge-fer was checked against the 8.6, 10.3 and 11 bindings only.
+    """
+    parts = version.split(".")
+    if len(parts) < 2 or not (parts[0].isdigit() and parts[1].isdigit()):
+        raise EdgeFerError(f"TensorRT version {version!r}: give MAJOR.MINOR, e.g. 10.3 ({SUPPORTED} are supported)")
+    release = (int(parts[0]), int(parts[1]))
+    if release < MIN_VERSION or release[0] > MAX_MAJOR or release[0] == 9:  # 9.x never shipped for Jetson
+        older = " (JetPack 4.6 / Nano / TX2 is not supported)" if release < (8, 5) else ""
+        raise EdgeFerError(f"TensorRT {version}: edge-fer supports {SUPPORTED}{older}; build a bundle "
+                           "(--bundle DIR) and run its trtexec line on older JetPack releases")
+    return release
 
 
 def read_sidecar(engine: Path) -> dict:
@@ -62,13 +78,18 @@ def read_sidecar(engine: Path) -> dict:
 
 
 def check_compatible(engine: Path, built: dict, here: dict[str, str]) -> None:
-    """Refuse an engine built with another TensorRT version or on another GPU (facts the sidecar lacks are skipped)."""
-    labels = {"tensorrt_version": "TensorRT", "gpu": "GPU", "compute_capability": "compute capability"}
+    """Refuse an engine built with another TensorRT, L4T release or GPU (facts the sidecar lacks are skipped).
+
+    The GPU name reads "Orin" on Orin Nano, NX and AGX alike, and all share compute capability
+    8.7, so the L4T release (same TensorRT, other CUDA/driver) is compared too.
+    """
+    labels = {"tensorrt_version": "TensorRT", "l4t_release": "L4T", "gpu": "GPU",
+              "compute_capability": "compute capability"}
     diffs = [f"{label} {built[key]} (here: {here[key]})" for key, label in labels.items()
              if built.get(key) and here.get(key) and str(built[key]) != str(here[key])]
     if diffs:
-        raise EdgeFerError(f"{engine}: built for {', '.join(diffs)}; a TensorRT engine only runs on the GPU and "
-                           "TensorRT version that built it: rebuild it on this machine with edge-fer build "
+        raise EdgeFerError(f"{engine}: built for {', '.join(diffs)}; a TensorRT engine only runs on the GPU, "
+                           "L4T and TensorRT release that built it: rebuild it on this machine with edge-fer build "
                            "--target jetson (or the bundle's build.sh)")
 
 
@@ -100,7 +121,9 @@ class TensorRTRunner:
                                "nvinfer; run the main engine next to it instead")
         trt = import_tensorrt("run the engine on the Jetson that built it")
         cuda = open_cuda()
-        here = {"tensorrt_version": trt.__version__, **cuda.facts()}
+        from edge_fer.build_tensorrt import l4t_release
+
+        here = {"tensorrt_version": trt.__version__, "l4t_release": l4t_release(), **cuda.facts()}
         check_compatible(path, built, here)
         data = path.read_bytes()
         if built.get("engine_sha256") and hashlib.sha256(data).hexdigest() != built["engine_sha256"]:
