@@ -150,7 +150,7 @@ def train(
         help="Fine-tune: start from this checkpoint's weights (same architecture, any input size)")] = None,
     recalibrate_bn: Annotated[int, typer.Option(
         min=0,
-        help="Before epoch 1, re-estimate BatchNorm statistics on N train images at the first size (with --init)")
+        help="Re-estimate BatchNorm statistics on N train images before epoch 1 and at each new schedule size")
                               ] = 0,
 ) -> None:
     """Train FERNet (the seed's CNN) with ArcFace + Center loss; writes model.safetensors + model.json.

@@ -154,6 +154,9 @@ def extra(meta: Mapping) -> None:
     """The informational parts commands print (``metrics``, ``training``): numbers must be numbers."""
     metrics = _mapping(meta.get("metrics", {}), "metrics")
     for split, m in metrics.items():
+        if split == "best_epoch":  # the epoch val chose (0: recalibrated, not yet trained)
+            _number(m, "metrics.best_epoch", int, (0, 1e9))
+            continue
         m = _mapping(m, f"metrics.{split}")
         for key in ("accuracy", "macro_recall"):
             if key in m:

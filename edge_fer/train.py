@@ -76,7 +76,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     keep_near_dups: bool = False  # keep train images that duplicate val/test images (FER+ labels.csv flag)
     init: str = ""  # start from this checkpoint's weights (fine-tuning; same architecture), fresh optimizer
-    recalibrate_bn: int = 0  # >0: re-estimate BatchNorm statistics on this many train images before epoch 1
+    recalibrate_bn: int = 0  # >0: re-estimate BatchNorm statistics on this many train images at every new size
 
     def stages(self) -> list[tuple[int, int]]:
         return list(self.schedule) if self.schedule else [(self.img_size, self.epochs)]
@@ -421,6 +421,8 @@ def _train(cfg: TrainConfig, resume: bool, console: Console, world: World) -> Pa
         while trainer.epoch < cfg.total_epochs():
             size = cfg.size_at(trainer.epoch)
             t0 = time.perf_counter()
+            if cfg.recalibrate_bn > 0 and trainer.epoch > 0 and size != cfg.size_at(trainer.epoch - 1):
+                trainer.recalibrate_batchnorm(size, cfg.recalibrate_bn)  # a new schedule stage: a new size
             record = {"epoch": trainer.epoch + 1, "img_size": size, **trainer.train_epoch(size, progress)}
             trainer.epoch += 1
             if world.main:
