@@ -160,11 +160,13 @@ def _artifact(cache: Path, checkpoint: Path, backend: str, precision: str, calib
     from edge_fer.export import export_checkpoint
     from edge_fer.quantize import quantize
 
+    onnx_fp32 = cache / "fernet-fp32.onnx"
+
     def export() -> None:
         log("export -> ONNX fp32")
         export_checkpoint(load_checkpoint(checkpoint), onnx_fp32, calib[:100])
 
-    onnx_fp32 = _cached(cache / "fernet-fp32.onnx", source, export)
+    _cached(onnx_fp32, source, export)
     if backend == "onnxruntime" and precision == "fp32":
         return onnx_fp32
     if backend == "tensorrt":
