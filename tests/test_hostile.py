@@ -334,7 +334,7 @@ def test_a_decompression_bomb_png_is_capped(case: Case) -> None:
     assert res.peak_rss_mb < MEMORY_LIMIT_MB
     # among readable images it is skipped and counted; the cap is configurable
     res = case.run("predict", "bomb.png", "data/angry/00.png", "--engine", "model.onnx", "--no-detect")
-    assert res.rc == 0 and "1 unreadable images skipped" in res.output and res.peak_rss_mb < MEMORY_LIMIT_MB
+    assert res.rc == 0 and "1 unreadable image skipped" in res.output and res.peak_rss_mb < MEMORY_LIMIT_MB
     write_png_bomb(case.root / "big.png", 3000)
     res = case.run("predict", "big.png", "--engine", "model.onnx", "--no-detect",
                    env={"EDGE_FER_MAX_PIXELS": "1000000"})
