@@ -415,6 +415,10 @@ def _train(cfg: TrainConfig, resume: bool, console: Console, world: World) -> Pa
     ddp = f", DDP world size {world.size} (global batch {cfg.batch_size * world.size})" if world.size > 1 else ""
     console.print(f"train {len(trainer.train_labels)} images {counts}; val {len(trainer.val_labels)}; "
                   f"device {trainer.device}, autocast {trainer.amp}{ddp}; {trainer.skips.summary()}")
+    if cfg.head == "cosine" and cfg.margin > 0:
+        console.print(f"the ArcFace margin ramps from 0 to {cfg.margin} over epoch 1, so the training loss "
+                      "rises at epoch 2; the kept checkpoint is the best val epoch at --img-size "
+                      "(mean of accuracy and macro recall)")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[info]}"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:

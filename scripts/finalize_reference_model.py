@@ -90,7 +90,7 @@ def model_section(name: str, meta: dict, latency: list[dict], sha: str) -> str:
     return f"""## `{name}/` ({size}×{size} input)
 
 Weights sha256 `{sha[:16]}…`; architecture: the seed's FERNet, width {arch['width']}, {arch['attention']}
-attention, {arch['head']} head, neck `{arch['neck']}` (folded into the exported head).
+attention, {arch["head"]} head, neck `{arch["neck"]}` (at inference an affine map, exported as part of the head).
 
 | set | images | accuracy | macro recall (classes ≥ 20 images) |
 |---|---:|---:|---:|
