@@ -85,7 +85,7 @@ def test_intel_bench_on_embedded_faces_reports_real_precisions(tiny_checkpoint: 
     assert rows["openvino bf16"]["settings"]["inference_precision"] in ("bf16", "f32")  # f32 where no bf16 HW
     assert rows["openvino int8"]["precision"] == "int8"
     settings = rows["openvino int8"]["settings"]  # how it was quantized, from the IR's metadata
-    assert (settings["quant_target"], settings["quant_method"]) == ("intel", "minmax")
+    assert (settings["quant_target"], settings["quant_method"]) == ("intel", "percentile")
     assert "quant_method" not in rows["openvino fp32"]["settings"]
     assert rows["openvino default"]["precision"] in ("bf16", "fp32")  # OpenVINO's own choice, read back
     assert all(r["model_bytes"] > 0 and "rss_open_mb" in r for r in rows.values())

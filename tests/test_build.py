@@ -181,10 +181,11 @@ def test_intel_builds_of_the_reference_model_run_as_reported(reference_onnx, fer
         assert report["actual_precision"] == names[report["inference_precision"]]
         assert ("warning" in report) == (report["actual_precision"] != precision)
     runner = open_runner(tmp_path / "ir" / "model.xml", precision=None if precision == "int8" else precision)
-    assert runner.precision == report["actual_precision"] and runner.info.img_size == 224
+    assert runner.precision == report["actual_precision"] and runner.info.img_size == 64  # the v2 default's size
     check = report["check_vs_onnx"]
     assert check["n"] == CHECK_FACES and check["top1_agreement"] >= (1.0 if precision == "fp32" else 0.75)
-    assert check["max_abs_logit_diff"] < (1e-3 if precision == "fp32" else 2.0)
+    # v2's logits span ~7 (median max-min) where v1's spanned 1.6: int8 measured 2.8 on these LFW faces
+    assert check["max_abs_logit_diff"] < (1e-3 if precision == "fp32" else 4.0)
 
 
 def test_jetson_qdq_of_the_reference_model_is_judged_with_tensorrt_numerics(reference_onnx, fer_mini, tmp_path):
@@ -198,13 +199,16 @@ def test_jetson_qdq_of_the_reference_model_is_judged_with_tensorrt_numerics(refe
 
     images, desc = load_calibration(str(fer_mini / "val"), 64, 0, SkipReport())
     report = quantize(reference_onnx, tmp_path / "j.onnx", images, target="jetson", calibration=desc)
-    assert report["float_vs_int8_heldout"]["mean_abs_logit_diff"] < 0.2  # judged simulated (0.11; kernels ~0.5)
     simulated = OrtRunner.open(tmp_path / "j.onnx")  # the artifact's metadata says jetson
     assert "simulated" in simulated.settings["int8"]
     faces = preprocess(load_calibration(str(fer_mini / "test"), 96, 1, SkipReport())[0], simulated.info.preprocessing)
     reference = ort_logits(reference_onnx, faces)
+    # errors relative to the model's logit scale (median max-min logit): v1 (224 px) 0.11 of 1.6; v2 (64 px)
+    # 1.8 of 7.3 held out and 2.2 of 6.8 on these faces: the jetson QDQ loses more on v2 (issue: QAT)
+    spread = float(np.median(reference.max(1) - reference.min(1)))
+    assert report["float_vs_int8_heldout"]["mean_abs_logit_diff"] < 0.4 * spread  # judged simulated
     sim_err = np.abs(simulated(faces) - reference).mean()
-    assert sim_err < 0.2 and (simulated(faces).argmax(1) == reference.argmax(1)).mean() >= 0.8
+    assert sim_err < 0.4 * spread and (simulated(faces).argmax(1) == reference.argmax(1)).mean() >= 0.8
     if not hostcpu.has_int8_dot_product():  # this AVX2 host: ORT's own kernels are far off (0.58 vs 0.10 measured)
         kernels = OrtRunner.open(tmp_path / "j.onnx", simulate_int8=False)
         assert "int8" not in kernels.settings and np.abs(kernels(faces) - reference).mean() > 2 * sim_err

@@ -29,7 +29,7 @@ def test_torchrun_two_processes_train_and_rank_0_writes_once(fer_mini: Path, tmp
     assert result.returncode == 0, log
     # Rank 0 alone prints (and writes): one start line naming the world, one epoch line, one summary.
     assert log.count("DDP world size 2 (global batch 32)") == 1, log
-    assert log.count("best val accuracy") == 1, log
+    assert log.count("best val score") == 1, log
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1]
     meta = json.loads((out / "model.json").read_text())
