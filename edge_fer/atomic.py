@@ -42,8 +42,9 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         os.close(fd)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; artifacts get the usual permissions
         yield tmp_path
+        # mkstemp makes 0600, and writers that replace the file (safetensors) keep theirs: set it last
+        os.chmod(tmp, 0o666 & ~umask)
         commit([(tmp_path, path)])
     finally:
         tmp_path.unlink(missing_ok=True)

@@ -91,3 +91,13 @@ def test_v2_head_votes_init_and_bn_recalibration(fer_mini: Path, tmp_path: Path)
     assert [h["epoch"] for h in history] == [0, 1]  # epoch 0: recalibrated only, a candidate on val too
     with pytest.raises(EdgeFerError, match="architecture differs"):
         train(_cfg(fer_mini, tmp_path / "c", epochs=1, init=str(first)))  # cosine head vs the linear one
+
+
+def test_checkpoint_files_get_the_usual_permissions(tiny_checkpoint: Path) -> None:
+    """Written through a mkstemp temp file (0600), renamed into place with the umask's permissions."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("model.safetensors", "model.json"):
+        assert (tiny_checkpoint / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
