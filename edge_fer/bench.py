@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_fer.backends.base import Runner
-from edge_fer.evaluate import batched_logits, compute_metrics, softmax
+from edge_fer.evaluate import batched_logits, compute_metrics, softmax, top2_gap
 from edge_fer.export import compare_logits
 from edge_fer.tegrastats import TegraStats, summarize
 
@@ -116,8 +116,7 @@ def margins(reference: np.ndarray, candidate: np.ndarray) -> dict:
     Agreement depends on the model as much as on the quantizer: an image whose top-2
     float logits are closer than the quantization error flips on noise alone.
     """
-    top2 = np.sort(reference, axis=1)[:, -2:]
-    gap = top2[:, 1] - top2[:, 0]
+    gap = top2_gap(reference)
     flipped = reference.argmax(1) != candidate.argmax(1)
     out = {"float_top2_gap_median": float(np.median(gap)) if len(gap) else 0.0}
     if flipped.any():

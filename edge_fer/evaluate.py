@@ -59,12 +59,17 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def top2_gap(logits: np.ndarray) -> np.ndarray:
+    """Per image, the top-1 minus the top-2 logit: how far from a tie the prediction is."""
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
 def logit_margins(logits: np.ndarray) -> dict[str, float]:
     """Median top-1/top-2 logit gap and the share of near-ties (gap < NEAR_TIE)."""
     if logits.shape[0] == 0 or logits.shape[1] < 2:
         return {}
-    top2 = np.sort(logits, axis=1)[:, -2:]
-    gap = top2[:, 1] - top2[:, 0]
+    gap = top2_gap(logits)
     spread = logits.max(axis=1) - logits.min(axis=1)
     return {"median_top2_gap": float(np.median(gap)), "near_tie_share": float((gap < NEAR_TIE).mean()),
             "median_logit_spread": float(np.median(spread))}

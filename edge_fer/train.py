@@ -39,7 +39,7 @@ from edge_fer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edge_fer.data.augment import Augment, class_weights
 from edge_fer.data.dataset import FaceFolder, SkipReport, load_images, load_splits, near_duplicate_paths
 from edge_fer.data.preprocessing import Preprocessing, preprocess
-from edge_fer.data.votes import vote_distributions
+from edge_fer.data.votes import one_hot, vote_distributions
 from edge_fer.distributed import World, barrier, data_parallel, process_group, sum_over_ranks
 from edge_fer.errors import EdgeFerError
 from edge_fer.evaluate import Metrics, batched_logits, compute_metrics, torch_runner
@@ -261,9 +261,7 @@ class Trainer:
         """Per-image target distributions: one-hot majority labels, or FER+ votes with ``labels=votes``."""
         if self.cfg.labels == "votes":
             return vote_distributions(self.cfg.data, split.paths, split.labels, self.classes)
-        targets = np.zeros((len(split), len(self.classes)), dtype=np.float32)
-        targets[np.arange(len(split)), split.labels] = 1.0
-        return targets, 0
+        return one_hot(split.labels, len(self.classes)), 0
 
     # --- resumable state -------------------------------------------------
     def state_dir(self) -> Path:

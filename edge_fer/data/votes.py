@@ -20,6 +20,13 @@ from edge_fer.data.dataset import canonical_class
 VOTE_PREFIX = "votes_"
 
 
+def one_hot(labels: np.ndarray, k: int) -> np.ndarray:
+    """``(N, k)`` float32 one-hot targets: majority labels as distributions."""
+    targets = np.zeros((len(labels), k), dtype=np.float32)
+    targets[np.arange(len(labels)), labels] = 1.0
+    return targets
+
+
 def vote_distributions(root: Path | str, paths: Sequence[Path], labels: np.ndarray,
                        classes: Sequence[str]) -> tuple[np.ndarray, int]:
     """``(N, K)`` target distributions for ``paths`` (images under ``root``) and how many came from votes.
@@ -32,8 +39,7 @@ def vote_distributions(root: Path | str, paths: Sequence[Path], labels: np.ndarr
     """
     root = Path(root)
     k = len(classes)
-    targets = np.zeros((len(paths), k), dtype=np.float32)
-    targets[np.arange(len(paths)), labels] = 1.0
+    targets = one_hot(labels, k)
     table = root / "labels.csv"
     if not table.is_file():
         return targets, 0
