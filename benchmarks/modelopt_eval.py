@@ -51,6 +51,7 @@ MANIFEST = ROOT / "calibration" / "ferplus-train-512.txt"
 # ops whose Q/DQ placement TensorRT's guide discusses: residual Add, pooling/reductions, the CBAM/SE gates, the head
 WATCHED = ("Conv", "Add", "Mul", "Sigmoid", "ReduceMean", "ReduceMax", "GlobalAveragePool", "MatMul", "Gemm",
            "Concat", "Relu", "Clip", "Div", "ReduceL2")
+BASELINE = "edge-fer jetson QDQ (entropy, default)"  # what `edge-fer quantize --target jetson` writes today
 MODELOPT_DISTS = ("nvidia-modelopt", "onnx", "onnxruntime", "onnx-graphsurgeon", "onnxconverter-common", "torch")
 
 
@@ -132,6 +133,16 @@ def precision_map(model: onnx.ModelProto) -> dict:
             "casts": sum(n.op_type == "Cast" for n in graph.node), "nodes": len(graph.node)}
 
 
+def mcnemar(agrees: np.ndarray, baseline: np.ndarray) -> dict:
+    """Images where only this graph / only the baseline agrees with float, and the exact two-sided McNemar p."""
+    from math import comb
+
+    mine, theirs = int((agrees & ~baseline).sum()), int((~agrees & baseline).sum())
+    n = mine + theirs
+    p = min(1.0, 2 * sum(comb(n, i) for i in range(min(mine, theirs) + 1)) / 2 ** n) if n else 1.0
+    return {"only_this_agrees": mine, "only_default_agrees": theirs, "p": p}
+
+
 def check_model(path: Path) -> str:
     """``onnx.checker`` (full check, with shape inference) on ``path``: "ok" or the first line of its error."""
     try:
@@ -139,6 +150,35 @@ def check_model(path: Path) -> str:
         return "ok"
     except Exception as e:  # ValidationError, InferenceError
         return str(e).splitlines()[0][:200]
+
+
+def activation_ranges_used(graphs: dict[str, dict], calib: np.ndarray) -> dict:
+    """Each INT8 graph's activation range (127 x Q scale) over the calibration set's true max |x|, per tensor
+    that every INT8 graph quantizes: 1.0 is what a max/minmax calibration should give, < 1 is clipping."""
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    scales = {}
+    for name, g in graphs.items():
+        if g["kind"] == "int8":
+            model = onnx.load(str(g["path"]))
+            init = {t.name: t for t in model.graph.initializer}
+            scales[name] = {n.input[0]: 127.0 * float(numpy_helper.to_array(init[n.input[1]]).max())
+                            for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in init}
+    common = sorted(set.intersection(*(set(v) for v in scales.values())))
+    model = onnx.load(str(graphs["float (fp32)"]["path"]))
+    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in common)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    true_max = np.zeros(len(common))
+    for i in range(0, len(calib), CALIB_BATCH):
+        outs = session.run(common, {session.get_inputs()[0].name: calib[i:i + CALIB_BATCH]})
+        true_max = np.maximum(true_max, [float(np.abs(o).max()) for o in outs])
+    live = true_max > 0  # a tensor that is 0 on every image (a dead ReLU channel map) has no range to compare
+    out = {"tensors": int(live.sum()), "all_zero": int((~live).sum())}
+    for name, used in scales.items():
+        ratio = np.array([used[t] for t in common])[live] / true_max[live]
+        out[name] = {"median": float(np.median(ratio)), "min": float(ratio.min()), "max": float(ratio.max())}
+    return out
 
 
 # ----------------------------------------------------------------------------- producing the graphs
@@ -191,7 +231,7 @@ def produce(work: Path, mo_python: str) -> dict[str, dict]:
                 "--high_precision_dtype", "fp32", "--output_path"]
 
     recipes = {  # name: (file stem, kind, command less the output path; none: edge_fer.float16 in-process)
-        "edge-fer jetson QDQ (entropy, default)": ("edge-jetson-entropy", "int8", edge_fer_jetson("entropy")),
+        BASELINE: ("edge-jetson-entropy", "int8", edge_fer_jetson("entropy")),
         "edge-fer jetson QDQ (minmax)": ("edge-jetson-minmax", "int8", edge_fer_jetson("minmax")),
         "ModelOpt int8 (max)": ("modelopt-max", "int8", modelopt_int8("max", "modelopt-max")),
         "ModelOpt int8 (entropy)": ("modelopt-entropy", "int8", modelopt_int8("entropy", "modelopt-entropy")),
@@ -236,6 +276,7 @@ def score(graphs: dict[str, dict]) -> dict:
             print(f"{name}: scored {len(images)} images in {time.perf_counter() - start:.0f} s", flush=True)
         logits[name] = np.load(cache)
     reference = logits["float (fp32)"]
+    baseline = logits[BASELINE].argmax(1) == reference.argmax(1)
     spread = float(np.median(reference.max(1) - reference.min(1)))
     rows = {}
     for name, g in graphs.items():
@@ -248,12 +289,14 @@ def score(graphs: dict[str, dict]) -> dict:
                       "accuracy": p["accuracy"], "drop_pt": p["accuracy_drop_pt"], "agreement": p["top1_agreement"],
                       "mean_abs_dlogit": float(diff.mean()), "median_abs_dlogit": float(np.median(diff)),
                       "max_abs_dlogit": float(diff.max()), "mean_dlogit_over_spread": float(diff.mean() / spread),
-                      "flipped_top2_gap_median": p.get("flipped_top2_gap_median")}
+                      "flipped_top2_gap_median": p.get("flipped_top2_gap_median"),
+                      "vs_default": mcnemar(logits[name].argmax(1) == reference.argmax(1), baseline)}
         if g["kind"] == "int8":
             rows[name]["placement"] = qdq_placement(proto)
         elif g["kind"] == "fp16":
             rows[name]["precision"] = precision_map(proto)
-    return {"n_test": len(labels), "float_logit_spread_median": spread, "rows": rows}
+    ranges = activation_ranges_used(graphs, np.load(graphs["float (fp32)"]["path"].with_name("calib.npy")))
+    return {"n_test": len(labels), "float_logit_spread_median": spread, "rows": rows, "activation_ranges": ranges}
 
 
 # ----------------------------------------------------------------------------- report
@@ -281,11 +324,14 @@ def markdown(result: dict) -> str:
              "TensorRT ran. fp16 graphs run on ORT's CPU execution provider. Median float logit spread (max-min): "
              f"{spread:.2f}.", "",
              "| graph | test acc | drop pt | agreement | mean abs dlogit | / spread | median | max | bytes | "
-             "opset | checker |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "opset | checker | only it / only default agrees (p) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for name, r in rows.items():
+        v = r["vs_default"]
         lines.append(f"| {name} | {r['accuracy']:.2%} | {r['drop_pt']:.2f} | {r['agreement']:.2%} | "
                      f"{r['mean_abs_dlogit']:.4f} | {r['mean_dlogit_over_spread']:.3f} | {r['median_abs_dlogit']:.4f} "
-                     f"| {r['max_abs_dlogit']:.3f} | {r['bytes']} | {r['opset']} | {r['onnx_checker']} |")
+                     f"| {r['max_abs_dlogit']:.3f} | {r['bytes']} | {r['opset']} | {r['onnx_checker']} "
+                     f"| {v['only_this_agrees']} / {v['only_default_agrees']} ({v['p']:.2g}) |")
     int8 = {n: r["placement"] for n, r in rows.items() if "placement" in r}
     lines += ["", "## INT8 Q/DQ placement", "",
               "Per op type: nodes reading an int8 activation / an int8 weight / feeding a QuantizeLinear, of all.", "",
@@ -302,6 +348,12 @@ def markdown(result: dict) -> str:
             cells.append("" if o is None else f"{o['int8_in']} / {o['int8_weight']} / {o['int8_out']} of {o['nodes']}")
         if any(cells):
             lines.append(f"| {op} | " + " | ".join(cells) + " |")
+    ranges = result["activation_ranges"]
+    lines += ["", "Activation range used (127 x Q scale) over the calibration set's max |x|, on the "
+              f"{ranges['tensors']} tensors every INT8 graph quantizes and the calibration set does not leave all zero "
+              f"({ranges['all_zero']} do; 1.0: the max; below: clipped): "
+              + "; ".join(f"{n} median {r['median']:.2f} (min {r['min']:.2f}, max {r['max']:.2f})"
+                          for n, r in ranges.items() if isinstance(r, dict)) + "."]
     fp16 = {n: r["precision"] for n, r in rows.items() if "precision" in r}
     lines += ["", "## fp16 conversion: what stays float32", ""]
     for name, p in fp16.items():

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
 
-from benchmarks.modelopt_eval import check_model, precision_map, qdq_placement
+from benchmarks.modelopt_eval import check_model, mcnemar, precision_map, qdq_placement
 from edge_fer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edge_fer.data.faces import embedded_faces
 from edge_fer.data.preprocessing import Preprocessing
@@ -51,3 +52,12 @@ def test_precision_map_and_checker(tiny, tmp_path):
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not onnx")
     assert check_model(broken) != "ok"
+
+
+def test_mcnemar_counts_the_images_only_one_side_gets():
+    ours = np.array([True] * 8 + [False] * 2 + [True] * 90)
+    base = np.array([False] * 8 + [True] * 2 + [True] * 90)
+    got = mcnemar(ours, base)
+    assert (got["only_this_agrees"], got["only_default_agrees"]) == (8, 2)
+    assert got["p"] == pytest.approx(2 * (1 + 10 + 45) / 2 ** 10)  # exact binomial, two-sided
+    assert mcnemar(base, base)["p"] == 1.0
