@@ -22,13 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge_fer import hostcpu  # noqa: E402
-from edge_fer.atomic import write_json, write_text  # noqa: E402
+from edge_fer import platform as host  # noqa: E402
+from edge_fer.artifacts.atomic import write_json, write_text  # noqa: E402
+from edge_fer.artifacts.plots import save_figure  # noqa: E402
 from edge_fer.backends import open_runner  # noqa: E402
-from edge_fer.bench import parity  # noqa: E402
+from edge_fer.bench.measure import parity  # noqa: E402
 from edge_fer.data.dataset import SkipReport, load_images, scan_folder  # noqa: E402
-from edge_fer.evaluate import batched_logits  # noqa: E402
-from edge_fer.plots import save_figure  # noqa: E402
+from edge_fer.train.metrics import batched_logits  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "ferplus"
 MODEL = ROOT / "edge_fer" / "models" / "fernet-ferplus"
@@ -39,7 +39,7 @@ EDGE_FER = [sys.executable, "-m", "edge_fer.cli"]
 
 def machine_name() -> str:
     """Same naming as run.sh: cores and the INT8 instruction set that matters."""
-    return f"{os.cpu_count()}core-{'avx512vnni' if 'avx512_vnni' in hostcpu.cpu_flags() else 'avx2'}"
+    return f"{os.cpu_count()}core-{'avx512vnni' if 'avx512_vnni' in host.cpu_flags() else 'avx2'}"
 
 
 def versions() -> str:
@@ -63,7 +63,7 @@ def quantize(onnx_path: Path, target: str, method: str, out_dir: Path) -> dict:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib.pyplot as plt  # edge_fer.plots selected the Agg backend
+    import matplotlib.pyplot as plt  # edge_fer.artifacts.plots selected the Agg backend
 
     names = [f"{r['target']}\n{r['method']}" for r in rows]
     fig, (ax_t, ax_d, ax_a) = plt.subplots(1, 3, figsize=(15, 3.8))

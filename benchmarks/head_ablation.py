@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_fer import hostcpu
+from edge_fer import platform as host
 
 
 def summarise(run: Path) -> dict:
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("-o", "--out", type=Path, required=True, help="Output prefix (.json and .md are added)")
     args = parser.parse_args()
     rows = [summarise(r) for r in sorted(args.runs.iterdir()) if (r / "model.json").is_file()]
-    cpu = f"{hostcpu.cpu_name()}, {'/'.join(hostcpu.summary()['flags'])}"
+    cpu = f"{host.cpu_name()}, {'/'.join(host.summary()['flags'])}"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"cpu": cpu, "rows": rows}, indent=2) + "\n")
     lines = [f"# Head / loss ablation (FER+ val, {cpu})", "",

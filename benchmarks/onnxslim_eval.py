@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.calibration_methods import EDGE_FER, MODEL, machine_name  # noqa: E402
-from edge_fer.atomic import write_json, write_text  # noqa: E402
+from edge_fer.artifacts.atomic import write_json, write_text  # noqa: E402
 from edge_fer.backends import open_runner  # noqa: E402
-from edge_fer.bench import time_interleaved  # noqa: E402
+from edge_fer.bench.measure import time_interleaved  # noqa: E402
 from edge_fer.data.faces import embedded_faces  # noqa: E402
 from edge_fer.data.preprocessing import preprocess  # noqa: E402
 

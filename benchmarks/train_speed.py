@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_fer import hostcpu
+from edge_fer import platform as host
 from edge_fer.data.augment import Augment
 from edge_fer.data.preprocessing import Preprocessing, preprocess
-from edge_fer.losses import FERLoss
-from edge_fer.model import FERNet, FERNetConfig
-from edge_fer.train import TrainStep
+from edge_fer.model.fernet import FERNet, FERNetConfig
+from edge_fer.model.losses import FERLoss
+from edge_fer.train.trainer import TrainStep
 
 
 def step_time(size: int, batch: int, amp: torch.dtype | None, channels_last: bool, steps: int) -> float:
@@ -75,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     amps: list[tuple[str, torch.dtype | None]] = [("fp32", None)]
-    if hostcpu.has_bf16():
+    if host.has_bf16():
         amps.append(("bf16", torch.bfloat16))
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
@@ -87,8 +87,8 @@ def main() -> None:
                              "step_ms": round(t * 1000, 1), "img_per_s": round(args.batch / t, 1),
                              "data_ms": round(data_s * 1000, 2)})
                 print(rows[-1], flush=True)
-    machine = {"cpu": hostcpu.cpu_name(), "flags": hostcpu.summary(), "threads": args.threads,
-               "torch": torch.__version__, "bf16_autocast_available": hostcpu.has_bf16()}
+    machine = {"cpu": host.cpu_name(), "flags": host.summary(), "threads": args.threads,
+               "torch": torch.__version__, "bf16_autocast_available": host.has_bf16()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"machine": machine, "batch": args.batch, "rows": rows},
                                                         indent=2) + "\n")

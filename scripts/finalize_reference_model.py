@@ -20,9 +20,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from edge_fer.atomic import write_json, write_text
-from edge_fer.defaults import REFERENCE_MODEL
-from edge_fer.evaluate_cmd import evaluate_checkpoint
+from edge_fer.artifacts.atomic import write_json, write_text
+from edge_fer.artifacts.defaults import REFERENCE_MODEL
+from edge_fer.train.evaluate import evaluate_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -152,7 +152,7 @@ GPU, `--device cuda`) would likely close part of the remaining gap.
 
 
 def card(bench_files: list[Path]) -> str:
-    from edge_fer.checkpoint import sha256_file
+    from edge_fer.artifacts.checkpoint import sha256_file
 
     latency = int8_latency(bench_files)
     sections = []

@@ -22,7 +22,7 @@ import json
 import os
 import sys
 
-from edge_fer.atomic import write_json
+from edge_fer.artifacts.atomic import write_json
 
 report = json.loads(open(sys.argv[1]).read())
 engine = os.path.abspath(report["engine"])

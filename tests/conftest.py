@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_fer.checkpoint import Checkpoint, save_checkpoint
+from edge_fer.artifacts.checkpoint import Checkpoint, save_checkpoint
 from edge_fer.data.preprocessing import Preprocessing
-from edge_fer.model import FERNet, FERNetConfig
+from edge_fer.model.fernet import FERNet, FERNetConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_fer.activation_ranges import (
+from edge_fer.quantize.activation_ranges import (
     BINS,
     AbsHistogram,
     clip_range,

@@ -13,10 +13,10 @@ from fakes import fake_tensorrt  # tests/ is on sys.path
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
-from edge_fer.bench import verdict
-from edge_fer.bench_cmd import record_cache_entry
+from edge_fer.bench.measure import verdict
+from edge_fer.bench.run import record_cache_entry
 from edge_fer.cli import app
-from edge_fer.quantize import RECIPE
+from edge_fer.quantize.run import RECIPE
 
 
 def _bench(ckpt: Path, tmp_path: Path, *extra: str):
@@ -164,7 +164,7 @@ def test_jetson_bench_runs_engines_and_samples_power(tiny_checkpoint: Path, tmp_
 
 
 def test_interleaved_rounds_shuffle_so_no_backend_always_follows_the_same_one() -> None:
-    from edge_fer.bench import time_interleaved
+    from edge_fer.bench.measure import time_interleaved
 
     calls: list[str] = []
     runners = {name: (lambda batch, name=name: calls.append(name)) for name in "abcd"}
@@ -178,7 +178,7 @@ def test_interleaved_rounds_shuffle_so_no_backend_always_follows_the_same_one() 
 
 def _recorded(device: str) -> dict:
     """A recorded FER+ bench (real figures, real row names), with the recommendation a bench now adds."""
-    from edge_fer.bench import recommend
+    from edge_fer.bench.measure import recommend
 
     path = next((Path(__file__).parents[1] / "benchmarks" / "results").glob(f"*-{device}.json"))
     results = json.loads(path.read_text())
@@ -190,7 +190,7 @@ def _recorded(device: str) -> dict:
 def test_terminal_table_fits_80_columns_without_truncating_a_cell(device: str) -> None:
     from rich.console import Console
 
-    from edge_fer.bench_cmd import engine_label, results_table
+    from edge_fer.bench.run import engine_label, results_table
 
     results = _recorded(device)
     results["rows"]["onnxruntime fp32"]["passed"] = False  # a row failing both figures: the longest verdict
@@ -216,8 +216,8 @@ def test_terminal_table_fits_80_columns_without_truncating_a_cell(device: str) -
 
 
 def test_recommendation_is_the_fastest_row_within_the_gate() -> None:
-    from edge_fer.bench import recommend
-    from edge_fer.bench_cmd import recommendation_line
+    from edge_fer.bench.measure import recommend
+    from edge_fer.bench.run import recommendation_line
 
     def row(passed: bool, *ms: float) -> dict:
         latency = [{"batch": b, "median_ms": m, "speedup_vs_torch": 10 / m} for b, m in zip((1, 8), ms, strict=True)]

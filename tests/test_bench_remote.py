@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edge_fer.bench_remote import Remote
+from edge_fer.artifacts.errors import EdgeFerError
+from edge_fer.bench.remote import Remote
 from edge_fer.cli import app
-from edge_fer.errors import EdgeFerError
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 

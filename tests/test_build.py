@@ -21,11 +21,13 @@ import torch
 from fakes import fake_tensorrt  # tests/ is on sys.path (pytest rootdir-relative import)
 from typer.testing import CliRunner
 
-from edge_fer import build_tensorrt
+from edge_fer.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.backends import open_runner
 from edge_fer.backends.tensorrt_backend import check_version
-from edge_fer.build import CHECK_FACES, build_intel, build_jetson, check_intel_precision, check_target_options
-from edge_fer.build_tensorrt import (
+from edge_fer.build import tensorrt as build_tensorrt
+from edge_fer.build.run import CHECK_FACES, build_intel, build_jetson, check_intel_precision, check_target_options
+from edge_fer.build.tensorrt import (
     EngineSettings,
     Flavor,
     check_jetson_precision,
@@ -33,14 +35,12 @@ from edge_fer.build_tensorrt import (
     l4t_release,
     layer_precisions,
 )
-from edge_fer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edge_fer.cli import app
 from edge_fer.data.faces import embedded_faces
 from edge_fer.data.preprocessing import Preprocessing, preprocess
-from edge_fer.errors import EdgeFerError
-from edge_fer.export import export_checkpoint
-from edge_fer.model import FERNet, FERNetConfig
-from edge_fer.quantize import check_tensorrt_qdq, quantize
+from edge_fer.export.onnx_export import export_checkpoint
+from edge_fer.model.fernet import FERNet, FERNetConfig
+from edge_fer.quantize.run import check_tensorrt_qdq, quantize
 
 CLASSES = ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
@@ -160,7 +160,7 @@ def test_intel_fp32_ir_is_fp32_with_metadata_and_report(tiny_onnx, tmp_path, fac
 @pytest.fixture(scope="module")
 def reference_onnx(tmp_path_factory) -> Path:
     """The shipped reference model (224 px, width 1.0), exported and verified like a user would."""
-    from edge_fer.defaults import REFERENCE_MODEL
+    from edge_fer.artifacts.defaults import REFERENCE_MODEL
 
     out = tmp_path_factory.mktemp("reference") / "fernet.onnx"
     export_checkpoint(load_checkpoint(REFERENCE_MODEL), out, embedded_faces()[:8])
@@ -192,10 +192,10 @@ def test_jetson_qdq_of_the_reference_model_is_judged_with_tensorrt_numerics(refe
     """The jetson QDQ keeps full 8-bit weights: TensorRT accumulates in int32.  ORT's x86 int8 kernels
     without VNNI sum u8 x s8 pairs in saturating int16, so quantize's check and the ORT runner simulate
     the Q/DQ pairs in float for that artifact instead of judging it by this CPU's kernels."""
-    from edge_fer import hostcpu
+    from edge_fer import platform as host
     from edge_fer.backends.onnxruntime_backend import OrtRunner
-    from edge_fer.calibration import load_calibration
     from edge_fer.data.dataset import SkipReport
+    from edge_fer.quantize.calibration import load_calibration
 
     images, desc = load_calibration(str(fer_mini / "val"), 64, 0, SkipReport())
     report = quantize(reference_onnx, tmp_path / "j.onnx", images, target="jetson", calibration=desc)
@@ -209,7 +209,7 @@ def test_jetson_qdq_of_the_reference_model_is_judged_with_tensorrt_numerics(refe
     assert report["float_vs_int8_heldout"]["mean_abs_logit_diff"] < 0.4 * spread  # judged simulated
     sim_err = np.abs(simulated(faces) - reference).mean()
     assert sim_err < 0.4 * spread and (simulated(faces).argmax(1) == reference.argmax(1)).mean() >= 0.8
-    if not hostcpu.has_int8_dot_product():  # this AVX2 host: ORT's own kernels are far off (0.58 vs 0.10 measured)
+    if not host.has_int8_dot_product():  # this AVX2 host: ORT's own kernels are far off (0.58 vs 0.10 measured)
         kernels = OrtRunner.open(tmp_path / "j.onnx", simulate_int8=False)
         assert "int8" not in kernels.settings and np.abs(kernels(faces) - reference).mean() > 2 * sim_err
 

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_fer.calibration import (
+from edge_fer.artifacts.checkpoint import sha256_file
+from edge_fer.artifacts.errors import EdgeFerError
+from edge_fer.data.dataset import SkipReport
+from edge_fer.quantize.calibration import (
     _allocate,
     load_calibration,
     make_manifest,
@@ -15,9 +18,6 @@ from edge_fer.calibration import (
     read_manifest,
     write_manifest,
 )
-from edge_fer.checkpoint import sha256_file
-from edge_fer.data.dataset import SkipReport
-from edge_fer.errors import EdgeFerError
 
 
 def small_copy(src: Path, dst: Path, per_class: int = 3, classes: int = 2) -> Path:

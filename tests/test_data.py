@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.data.augment import Augment, class_weights
 from edge_fer.data.dataset import SkipReport, canonical_class, load_images, load_splits, scan_folder
 from edge_fer.data.preprocessing import Preprocessing, preprocess
-from edge_fer.errors import EdgeFerError
 
 
 def _write_set(root: Path, classes: dict[str, int], size: int = 48) -> None:
@@ -130,8 +130,8 @@ def test_class_weight_balance_modes() -> None:
 
 
 def test_counts_read_as_english() -> None:
+    from edge_fer.artifacts.text import count
     from edge_fer.data.dataset import SkipReport
-    from edge_fer.text import count
 
     assert (count(1, "image"), count(0, "image"), count(3, "face")) == ("1 image", "0 images", "3 faces")
     skips = SkipReport()

@@ -10,12 +10,12 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
+from edge_fer.artifacts.checkpoint import load_checkpoint
+from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.backends import open_runner
 from edge_fer.backends.torch_backend import TorchRunner
-from edge_fer.checkpoint import load_checkpoint
 from edge_fer.data.faces import embedded_faces
-from edge_fer.errors import EdgeFerError
-from edge_fer.export import export_checkpoint, save_onnx, verify
+from edge_fer.export.onnx_export import export_checkpoint, save_onnx, verify
 
 
 def test_export_is_opset_17_with_metadata_and_runs_at_its_size(tiny_checkpoint: Path, tmp_path: Path) -> None:
@@ -69,9 +69,9 @@ def test_bn_neck_linear_head_exports_as_one_gemm_with_parity(tmp_path: Path) -> 
     """The v2 head (BatchNorm1d neck + linear FC) folds into one Gemm and matches PyTorch at its size."""
     import torch
 
-    from edge_fer.checkpoint import Checkpoint, save_checkpoint
+    from edge_fer.artifacts.checkpoint import Checkpoint, save_checkpoint
     from edge_fer.data.preprocessing import Preprocessing
-    from edge_fer.model import FERNet, FERNetConfig
+    from edge_fer.model.fernet import FERNet, FERNetConfig
 
     torch.manual_seed(0)
     model = FERNet(FERNetConfig(num_classes=8, img_size=64, width=0.25, head="linear", neck="bn"))

@@ -10,12 +10,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from edge_fer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edge_fer.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edge_fer.build.float16 import float16_onnx
 from edge_fer.data.faces import embedded_faces
 from edge_fer.data.preprocessing import Preprocessing, preprocess
-from edge_fer.export import export_checkpoint
-from edge_fer.float16 import float16_onnx
-from edge_fer.model import FERNet, FERNetConfig
+from edge_fer.export.onnx_export import export_checkpoint
+from edge_fer.model.fernet import FERNet, FERNetConfig
 
 FLOAT, HALF = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
 

@@ -35,11 +35,11 @@ import onnx
 import pytest
 from safetensors.torch import load_file, save_file
 
-from edge_fer.checkpoint import Checkpoint, save_checkpoint
+from edge_fer.artifacts.checkpoint import Checkpoint, save_checkpoint
 from edge_fer.data.faces import embedded_faces
 from edge_fer.data.preprocessing import Preprocessing
-from edge_fer.export import export_checkpoint
-from edge_fer.model import FERNet, FERNetConfig
+from edge_fer.export.onnx_export import export_checkpoint
+from edge_fer.model.fernet import FERNet, FERNetConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
@@ -187,7 +187,7 @@ def corpus(tmp_path_factory) -> Path:
     model = FERNet(FERNetConfig(num_classes=8, img_size=64, width=0.25))
     ckpt = Checkpoint(model, CLASSES, Preprocessing(64))
     save_checkpoint(ckpt, root / "ckpt")
-    from edge_fer.checkpoint import load_checkpoint
+    from edge_fer.artifacts.checkpoint import load_checkpoint
     faces = embedded_faces()
     export_checkpoint(load_checkpoint(root / "ckpt"), root / "model.onnx", faces[:16])
     export_checkpoint(load_checkpoint(root / "ckpt"), root / "static.onnx", faces[:16], dynamic_batch=False)

@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from edge_fer.losses import CenterLoss, FERLoss, arcface_logits
+from edge_fer.model.losses import CenterLoss, FERLoss, arcface_logits
 
 
 def test_margin_lowers_only_the_target_logit_by_the_angle() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edge_fer.layers import CBAM, SqueezeExcite
-from edge_fer.model import FERNet, FERNetConfig, count_macs
+from edge_fer.model.fernet import FERNet, FERNetConfig, count_macs
+from edge_fer.model.layers import CBAM, SqueezeExcite
 
 # The seed's table, row by row: (row type, input size H, W, C).
 SEED_TABLE = [

@@ -11,13 +11,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from edge_fer.build import build_intel_float
-from edge_fer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edge_fer.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edge_fer.build.run import build_intel_float
 from edge_fer.cli import app
 from edge_fer.data.faces import embedded_faces
 from edge_fer.data.preprocessing import Preprocessing
-from edge_fer.export import export_checkpoint
-from edge_fer.model import FERNet, FERNetConfig
+from edge_fer.export.onnx_export import export_checkpoint
+from edge_fer.model.fernet import FERNet, FERNetConfig
 
 CLASSES = ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
@@ -144,7 +144,7 @@ def test_missing_yunet_model_is_one_line_error(engines, tmp_path):
 
 
 def test_margin_crop_is_clipped_to_the_image():
-    from edge_fer.faces_detect import crop, expand_box
+    from edge_fer.predict.faces import crop, expand_box
 
     assert expand_box((10, 10, 50, 50), 0.2, 100, 100) == (0, 0, 70, 70)
     assert expand_box((40, 40, 50, 50), 0.2, 100, 100) == (30, 30, 70, 70)

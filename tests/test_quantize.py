@@ -11,16 +11,16 @@ import onnx
 import pytest
 import torch
 
+from edge_fer.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.backends.onnxruntime_backend import OrtRunner
-from edge_fer.calibration import load_calibration, make_manifest, write_manifest
-from edge_fer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edge_fer.data.dataset import SkipReport
 from edge_fer.data.faces import embedded_faces
 from edge_fer.data.preprocessing import Preprocessing, preprocess
-from edge_fer.errors import EdgeFerError
-from edge_fer.export import export_checkpoint, save_onnx
-from edge_fer.model import FERNet, FERNetConfig
-from edge_fer.quantize import check_tensorrt_qdq, load_onnx, quantize
+from edge_fer.export.onnx_export import export_checkpoint, save_onnx
+from edge_fer.model.fernet import FERNet, FERNetConfig
+from edge_fer.quantize.calibration import load_calibration, make_manifest, write_manifest
+from edge_fer.quantize.run import check_tensorrt_qdq, load_onnx, quantize
 
 CLASSES = ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
@@ -87,8 +87,8 @@ def test_cpu_is_deterministic(tiny_onnx, calib, tmp_path):
 def test_histogram_ranges_are_computed_once_and_reused(tiny_onnx, calib, tmp_path, monkeypatch, method):
     """Entropy/percentile ranges come from edge-fer's streaming histograms, reach ORT as its calibration
     cache, and a second quantization with that cache (a --max-drop retry) reads them instead of recalibrating."""
-    from edge_fer import activation_ranges
-    from edge_fer.quantize import CALIB_BATCH, OrtRecipe, make_batches, ort_quantize, prepare_float
+    from edge_fer.quantize import activation_ranges
+    from edge_fer.quantize.run import CALIB_BATCH, OrtRecipe, make_batches, ort_quantize, prepare_float
 
     float_path = prepare_float(onnx.load(str(tiny_onnx)), tmp_path)
     batches = make_batches(calib[0][:4 * CALIB_BATCH], load_onnx(tiny_onnx)[1])
@@ -116,8 +116,7 @@ def _max_int_weight(path: Path) -> int:
 
 
 def test_weight_range_follows_the_cpu(tiny_onnx, calib, tmp_path, monkeypatch):
-    from edge_fer import hostcpu
-
+    from edge_fer import platform as hostcpu
     monkeypatch.setattr(hostcpu, "has_int8_dot_product", lambda: False)  # an AVX2 host (this one, today)
     report = run(tiny_onnx, tmp_path / "avx2.onnx", calib, target="cpu")
     assert report["reduce_range"]["enabled"] and "lacks VNNI" in report["reduce_range"]["reason"]

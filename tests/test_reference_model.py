@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from edge_fer.artifacts.checkpoint import load_checkpoint
+from edge_fer.artifacts.defaults import REFERENCE_MODEL
 from edge_fer.backends.torch_backend import TorchRunner
-from edge_fer.checkpoint import load_checkpoint
 from edge_fer.data.dataset import SkipReport, load_images, scan_folder
-from edge_fer.defaults import REFERENCE_MODEL
-from edge_fer.evaluate import batched_logits, compute_metrics
-from edge_fer.model import FERNetConfig
+from edge_fer.model.fernet import FERNetConfig
+from edge_fer.train.metrics import batched_logits, compute_metrics
 
 MODEL_224 = REFERENCE_MODEL.parents[1] / "fernet-ferplus-224" / "model.safetensors"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_fer.tegrastats import parse_line, summarize
+from edge_fer.bench.tegrastats import parse_line, summarize
 
 # Lines in the formats tegrastats prints (JetPack 6 Orin Nano, JetPack 5 AGX Orin, JetPack 4 Xavier NX and Nano).
 ORIN_NANO = ("11-29-2026 10:00:00 RAM 2448/7620MB (lfb 4x4MB) SWAP 0/3810MB (cached 0MB) CPU [3%@729,1%@729,off,off] "

@@ -21,13 +21,13 @@ import pytest
 import torch
 from fakes import fake_tensorrt
 
-from edge_fer.build import build_jetson
-from edge_fer.build_tensorrt import EngineSettings, Flavor
-from edge_fer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edge_fer.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edge_fer.build.run import build_jetson
+from edge_fer.build.tensorrt import EngineSettings, Flavor
 from edge_fer.data.faces import embedded_faces
 from edge_fer.data.preprocessing import Preprocessing, preprocess
-from edge_fer.export import export_checkpoint
-from edge_fer.model import FERNet, FERNetConfig
+from edge_fer.export.onnx_export import export_checkpoint
+from edge_fer.model.fernet import FERNet, FERNetConfig
 
 SOURCE = Path(__file__).resolve().parent.parent / "edge_fer"
 # names edge-fer uses that a release lacks, each behind a Flavor check (strongly_typed, explicit_batch_flag,
@@ -92,7 +92,7 @@ def test_every_trt_name_in_the_source_exists_or_is_version_gated(version):
 
 
 def test_calibrator_overrides_are_the_real_method_names():
-    from edge_fer import build_tensorrt
+    from edge_fer.build import tensorrt as build_tensorrt
 
     source = inspect.getsource(build_tensorrt._entropy_calibrator)
     methods = {n.name for n in ast.walk(ast.parse(source.strip())) if isinstance(n, ast.FunctionDef)}

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edge_fer.checkpoint import load_checkpoint
+from edge_fer.artifacts.checkpoint import load_checkpoint
+from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.cli import app
-from edge_fer.errors import EdgeFerError
-from edge_fer.train import TrainConfig, parse_schedule, train
+from edge_fer.train.trainer import TrainConfig, parse_schedule, train
 
 
 def _cfg(data: Path, out: Path, **kw) -> TrainConfig:

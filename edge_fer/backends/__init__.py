@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.backends.base import Runner
-from edge_fer.errors import EdgeFerError
 
 __all__ = ["Runner", "backend_for", "open_runner"]
 

@@ -6,7 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_fer.artifact import ModelInfo
+from edge_fer.artifacts.metadata import ModelInfo
 
 
 class Runner(Protocol):

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_fer.errors import EdgeFerError
+from edge_fer.artifacts.errors import EdgeFerError
 
 
 class CudaMemory(Protocol):

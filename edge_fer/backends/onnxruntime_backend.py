@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edge_fer.artifact import ModelInfo
-from edge_fer.errors import EdgeFerError
+from edge_fer.artifacts.errors import EdgeFerError
+from edge_fer.artifacts.metadata import ModelInfo
 
 
 def session_options(threads: int | None, simulate_int8: bool = False) -> ort.SessionOptions:

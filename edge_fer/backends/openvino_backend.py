@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from edge_fer.artifact import ModelInfo
-from edge_fer.errors import EdgeFerError
+from edge_fer.artifacts.errors import EdgeFerError
+from edge_fer.artifacts.metadata import ModelInfo
 
 # Requested precision -> INFERENCE_PRECISION_HINT for the float parts of the graph.
 # INT8 IRs keep f32 for their float parts (attention, head) so INT8 is the only change vs float.

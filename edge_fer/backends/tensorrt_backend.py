@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_fer.artifact import ModelInfo
+from edge_fer.artifacts.errors import EdgeFerError
+from edge_fer.artifacts.metadata import ModelInfo
 from edge_fer.backends.cuda_memory import CudaMemory, open_cuda
-from edge_fer.errors import EdgeFerError
 
 SIDECAR_SUFFIX = ".json"
 MIN_VERSION = (8, 6)  # the oldest bindings edge-fer's API names were checked against (tests/fakes/tensorrt_api)
-MAX_MAJOR = 11  # TensorRT 11: strongly typed only (edge_fer.build_tensorrt.Flavor)
+MAX_MAJOR = 11  # TensorRT 11: strongly typed only (edge_fer.build.tensorrt.Flavor)
 SUPPORTED = "TensorRT 8.6, 10.x and 11.x"
 
 
@@ -121,7 +121,7 @@ class TensorRTRunner:
                                "nvinfer; run the main engine next to it instead")
         trt = import_tensorrt("run the engine on the Jetson that built it")
         cuda = open_cuda()
-        from edge_fer.build_tensorrt import l4t_release
+        from edge_fer.build.tensorrt import l4t_release
 
         here = {"tensorrt_version": trt.__version__, "l4t_release": l4t_release(), **cuda.facts()}
         check_compatible(path, built, here)

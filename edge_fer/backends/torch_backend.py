@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_fer.artifact import ModelInfo
-from edge_fer.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from edge_fer.artifacts.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from edge_fer.artifacts.metadata import ModelInfo
 
 
 @dataclass

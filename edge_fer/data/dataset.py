@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_fer.errors import EdgeFerError
-from edge_fer.text import count
+from edge_fer.artifacts.errors import EdgeFerError
+from edge_fer.artifacts.text import count
 
 DEFAULT_MAX_PIXELS = 50_000_000
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_fer.errors import EdgeFerError
+from edge_fer.artifacts.errors import EdgeFerError
 
 EMBEDDED_NAME = "skimage.data.lfw_subset (100 LFW face crops)"
 

@@ -1,0 +1,1 @@
+"""Shared pieces every stage reads or writes: checkpoints, artifact metadata, atomic writes, plots."""

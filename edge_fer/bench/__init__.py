@@ -1,0 +1,1 @@
+"""``edge-fer bench``: build or reuse each device's artifacts, time them side by side, check parity."""

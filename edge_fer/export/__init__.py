@@ -1,0 +1,1 @@
+"""``edge-fer export``: PyTorch -> ONNX, verified against PyTorch; the ONNX I/O other stages share."""

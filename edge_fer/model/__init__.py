@@ -1,0 +1,1 @@
+"""FERNet: its layers, the network and the training losses."""

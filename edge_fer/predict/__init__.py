@@ -1,0 +1,1 @@
+"""``edge-fer predict``: faces found in photos and video, classified by any artifact."""

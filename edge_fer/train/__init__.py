@@ -1,0 +1,1 @@
+"""``edge-fer train`` and ``eval``: the training loop, DDP helpers and metrics."""
