@@ -27,7 +27,7 @@ from edge_fer.artifacts.atomic import write_json, write_text  # noqa: E402
 from edge_fer.artifacts.plots import save_figure  # noqa: E402
 from edge_fer.backends import open_runner  # noqa: E402
 from edge_fer.bench.measure import parity  # noqa: E402
-from edge_fer.data.dataset import SkipReport, load_images, scan_folder  # noqa: E402
+from edge_fer.data.dataset import SkipReport, load_labelled  # noqa: E402
 from edge_fer.train.metrics import batched_logits  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "ferplus"
@@ -99,6 +99,9 @@ def markdown(rows: list[dict], n: int, float_acc: float) -> str:
 
 
 def main() -> None:
+    from rich.console import Console
+
+    console = Console()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -106,9 +109,7 @@ def main() -> None:
         subprocess.run([*EDGE_FER, "export", str(MODEL), "-o", str(fp32)], check=True, capture_output=True)
         reference_runner = open_runner(fp32, threads=2)
         preprocessing = reference_runner.info.preprocessing
-        folder = scan_folder(DATA / "test", reference_runner.info.classes)
-        images, kept = load_images(folder.paths, SkipReport())
-        labels = folder.labels[kept]
+        images, labels = load_labelled(DATA / "test", reference_runner.info.classes, SkipReport())
         reference = batched_logits(reference_runner, images, preprocessing)
         float_acc = float((reference.argmax(1) == labels).mean())
         for target, method in RUNS:
@@ -118,7 +119,7 @@ def main() -> None:
             row.update(accuracy=p["accuracy"], drop_pt=p["accuracy_drop_pt"], agreement=p["top1_agreement"],
                        mean_abs_dlogit=p["mean_abs_logit_diff"])
             rows.append(row)
-            print(row, flush=True)
+            console.print(row)  # progress: one row per (target, method) as it finishes
     results = ROOT / "benchmarks" / "results"
     stem = results / f"{machine_name()}-calibration"
     write_json(stem.with_suffix(".json"), {"n_test": len(labels), "float_accuracy": float_acc, "rows": rows,

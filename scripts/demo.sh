@@ -21,7 +21,7 @@ python - "$OUT/bench/results.json" <<'PYEOF'
 import json
 import sys
 
-from edge_fer.bench.run import engine_label
+from edge_fer.bench.report import engine_label
 
 res = json.load(open(sys.argv[1]))
 rec, gate = res["recommendation"], res["gate"]

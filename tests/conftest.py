@@ -1,4 +1,10 @@
-"""Shared fixtures: the real data in ../shared (skipped locally if absent, required in CI)."""
+"""Shared fixtures: the real data in ../shared (skipped locally if absent, required in CI), the FER+ class
+list and the tiny random-weight models most tests run on.
+
+Tests mirror the package (tests/quantize/ for edge_fer/quantize/, ...); every test file has a unique name,
+and this folder is on sys.path (pytest inserts a rootdir conftest's folder), so ``from conftest import
+FER_CLASSES`` and ``from fakes import fake_tensorrt`` work from any subfolder.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
-from edge_fer.artifacts.checkpoint import Checkpoint, save_checkpoint
+from edge_fer.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edge_fer.data.faces import embedded_faces
 from edge_fer.data.preprocessing import Preprocessing
+from edge_fer.export.onnx_export import export_checkpoint
 from edge_fer.model.fernet import FERNet, FERNetConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,3 +51,14 @@ def tiny_checkpoint(tmp_path: Path) -> Path:
     model = FERNet(FERNetConfig(num_classes=8, img_size=64, width=0.25))
     save_checkpoint(Checkpoint(model, FER_CLASSES, Preprocessing(64)), tmp_path / "ckpt")
     return tmp_path / "ckpt"
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory) -> Path:
+    """A tiny random-weight model (seed 0, width 0.25, 64 px, FER+ classes) exported to ONNX, one per test module."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny")
+    save_checkpoint(Checkpoint(FERNet(FERNetConfig(num_classes=8, img_size=64, width=0.25)), FER_CLASSES,
+                               Preprocessing(64)), folder / "ckpt")
+    export_checkpoint(load_checkpoint(folder / "ckpt"), folder / "model.onnx", embedded_faces()[:16])
+    return folder / "model.onnx"

@@ -35,10 +35,17 @@ class Checkpoint:
     preprocessing: Preprocessing
     extra: dict = field(default_factory=dict)
     path: Path | None = None
+    _sha256: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def config(self) -> FERNetConfig:
         return self.model.config
+
+    def sha256(self) -> str:
+        """sha256 of the weights file ('' for a model never saved), hashed once however many stages ask."""
+        if self._sha256 is None:
+            self._sha256 = sha256_file(self.path) if self.path else ""
+        return self._sha256
 
     def metadata(self) -> dict:
         return {
@@ -122,8 +129,10 @@ def _expected_shapes(config: FERNetConfig, where: Path) -> dict[str, tuple[int, 
     return shapes
 
 
-def load_checkpoint(path: Path | str) -> Checkpoint:
+def load_checkpoint(path: Path | str, sha256: str | None = None) -> Checkpoint:
     """Load a checkpoint; everything is checked before the network is built.
+
+    ``sha256``: the weights' hash where the caller has already computed it (bench keys its cache on it).
 
     Order matters for hostile files: the metadata against :mod:`edge_fer.artifacts.schema`, then
     the weight shapes in the safetensors header against a meta-device network, and only
@@ -166,4 +175,28 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     model.eval()
     extra = {k: v for k, v in meta.items()
              if k not in {"format", "edge_fer_version", "architecture", "classes", "preprocessing"}}
-    return Checkpoint(model, classes, pre, extra, weights)
+    ckpt = Checkpoint(model, classes, pre, extra, weights)
+    ckpt._sha256 = sha256
+    return ckpt
+
+
+def describe(path: Path, ckpt: Checkpoint) -> list[str]:
+    """``edge-fer info``: the model in use and its model-card summary (classes, accuracy, training)."""
+    cfg = ckpt.config
+    params = sum(p.numel() for p in ckpt.model.parameters())
+    lines = [f"model      {path}",
+             f"arch       FERNet width {cfg.width}, attention {cfg.attention}, {cfg.head} head, neck {cfg.neck}, "
+             f"input {cfg.img_size}px, {params / 1e6:.2f} M parameters",
+             f"classes    {', '.join(ckpt.classes)}"]
+    metrics = ckpt.extra.get("metrics", {})
+    for split in ("test", "val", "fer_mini_test"):
+        if split in metrics:
+            m = metrics[split]
+            macro = f", macro recall {m['macro_recall']:.2%}" if "macro_recall" in m else ""
+            lines.append(f"{split:<10} accuracy {m.get('accuracy', float('nan')):.2%}{macro} (n={m.get('n', '?')})")
+    training = ckpt.extra.get("training", {})
+    if training:
+        lines.append(f"trained    {training.get('command', '')}  ({training.get('wall_time_s', 0) / 60:.0f} min "
+                     f"on {training.get('machine', {}).get('cpu', '?')})")
+    card = path.parent.parent / "README.md"
+    return lines + ([f"card       {card}"] if card.is_file() else [])

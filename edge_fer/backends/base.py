@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -23,3 +24,12 @@ class Runner(Protocol):
     settings: dict
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(kw_only=True)
+class RunnerFields:
+    """What an ONNX Runtime or OpenVINO runner records besides its session: metadata, precision, knobs."""
+
+    info: ModelInfo
+    precision: str
+    settings: dict = field(default_factory=dict)

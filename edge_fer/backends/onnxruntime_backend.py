@@ -10,6 +10,7 @@ import onnxruntime as ort
 
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.artifacts.metadata import ModelInfo
+from edge_fer.backends.base import RunnerFields
 
 
 def session_options(threads: int | None, simulate_int8: bool = False) -> ort.SessionOptions:
@@ -49,12 +50,9 @@ def _session(path: Path | str, threads: int | None, simulate_int8: bool) -> ort.
 
 
 @dataclass
-class OrtRunner:
+class OrtRunner(RunnerFields):
     session: ort.InferenceSession
-    info: ModelInfo
-    precision: str
-    backend: str = "onnxruntime"
-    settings: dict = field(default_factory=dict)
+    backend: str = field(default="onnxruntime", kw_only=True)
 
     @classmethod
     def open(cls, path: Path | str, threads: int | None = None, info: ModelInfo | None = None,
@@ -75,7 +73,7 @@ class OrtRunner:
         settings = {"threads": threads or "default", "spinning": False, "providers": session.get_providers()}
         if simulate_int8:
             settings["int8"] = "simulated: Q/DQ as float ops (TensorRT's int32-accumulation numerics)"
-        return cls(session, info, precision, settings=settings)
+        return cls(session, info=info, precision=precision, settings=settings)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         model_input = self.session.get_inputs()[0]

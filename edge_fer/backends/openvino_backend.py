@@ -15,6 +15,7 @@ import openvino as ov
 
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.artifacts.metadata import ModelInfo
+from edge_fer.backends.base import RunnerFields
 
 # Requested precision -> INFERENCE_PRECISION_HINT for the float parts of the graph.
 # INT8 IRs keep f32 for their float parts (attention, head) so INT8 is the only change vs float.
@@ -46,16 +47,13 @@ def rt_info_strings(model: ov.Model) -> dict[str, str]:
 
 
 @dataclass
-class OpenVinoRunner:
+class OpenVinoRunner(RunnerFields):
     compiled: ov.CompiledModel
-    info: ModelInfo
-    precision: str
-    backend: str = "openvino"
-    settings: dict = field(default_factory=dict)
+    backend: str = field(default="openvino", kw_only=True)
 
     @classmethod
     def open(cls, path: Path | str, precision: str | None = None, device: str = "CPU", threads: int | None = None,
-             hint: str = "LATENCY", cache_dir: str | None = None) -> OpenVinoRunner:
+             hint: str = "LATENCY", cache_dir: str | None = None, info: ModelInfo | None = None) -> OpenVinoRunner:
         core = ov.Core()
         try:
             model = core.read_model(str(path))
@@ -63,7 +61,7 @@ class OpenVinoRunner:
             raise EdgeFerError(f"{path}: OpenVINO cannot read it ({str(e).splitlines()[0]}); "
                                "rebuild with edge-fer build --target intel") from e
         props = rt_info_strings(model)
-        info = ModelInfo.from_strings(props, str(path))
+        info = info or ModelInfo.from_strings(props, str(path))  # given: the metadata it was just written with
         info.check_shapes(_dims(model.input(0).get_partial_shape()), _dims(model.output(0).get_partial_shape()),
                           str(path))
         weights = props.get("edge_fer.precision", "fp32")
@@ -91,7 +89,7 @@ class OpenVinoRunner:
         # where the device does not say (AUTO), the label is the request and inference_precision says "unreported"
         names = {"f32": "fp32", "f16": "fp16", "bf16": "bf16", "unreported": requested}
         label = "int8" if weights == "int8" else names.get(actual, actual)
-        return cls(compiled, info, label, settings=settings)
+        return cls(compiled, info=info, precision=label, settings=settings)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         result = self.compiled({0: np.ascontiguousarray(batch, dtype=np.float32)})

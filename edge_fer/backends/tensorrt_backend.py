@@ -121,7 +121,7 @@ class TensorRTRunner:
                                "nvinfer; run the main engine next to it instead")
         trt = import_tensorrt("run the engine on the Jetson that built it")
         cuda = open_cuda()
-        from edge_fer.build.tensorrt import l4t_release
+        from edge_fer.platform import l4t_release
 
         here = {"tensorrt_version": trt.__version__, "l4t_release": l4t_release(), **cuda.facts()}
         check_compatible(path, built, here)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_fer.artifacts.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from edge_fer.artifacts.checkpoint import Checkpoint, load_checkpoint
 from edge_fer.artifacts.metadata import ModelInfo
 
 
@@ -25,7 +25,7 @@ class TorchRunner:
     def from_checkpoint(cls, ckpt: Checkpoint, device: str = "cpu", threads: int | None = None) -> TorchRunner:
         if threads:
             torch.set_num_threads(threads)
-        sha = sha256_file(ckpt.path) if ckpt.path else ""
+        sha = ckpt.sha256()
         info = ModelInfo(ckpt.classes, ckpt.preprocessing, sha)
         model = ckpt.model.to(device).eval().to(memory_format=torch.channels_last)
         return cls(model, info, device, settings={"threads": torch.get_num_threads(), "device": device,

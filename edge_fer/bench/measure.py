@@ -15,7 +15,7 @@ import numpy as np
 
 from edge_fer.backends.base import Runner
 from edge_fer.bench.tegrastats import TegraStats, summarize
-from edge_fer.export.onnx_export import compare_logits
+from edge_fer.compare import compare_logits
 from edge_fer.train.metrics import batched_logits, compute_metrics, softmax, top2_gap
 
 

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import onnx
 
+from edge_fer.artifacts import argv
 from edge_fer.artifacts.atomic import staging_dir
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.artifacts.metadata import ModelInfo
 from edge_fer.build.deepstream import deepstream_names
-from edge_fer.build.tensorrt import SIDECAR_FORMAT, EngineSettings, Flavor, sha256_bytes
+from edge_fer.build.tensorrt import EngineSettings, Flavor, sidecar_fields
 
 ONNX_NAME = "model.onnx"
 SOURCE_ONNX_NAME = "model.float.onnx"  # strongly typed fp16 bundles: the float ONNX edge-fer converts itself
@@ -67,15 +68,17 @@ def trtexec_args(onnx_file: str, engine_file: str, settings: EngineSettings, fla
     return args
 
 
+# EngineSettings fields build.sh passes to edge-fer on the Jetson, around ``-o ENGINE``; not passed: --tensorrt
+# (edge-fer there builds for the installed release, which build.sh checked is the bundle's), --implicit-int8 and
+# --calib-cache (refused for bundles: check_bundle_folder), and --timing-cache, passed as the bundled file's name.
+BUNDLE_OPTIONS = (("precision", "opt_batch", "max_batch"), ("dla_core", "gpu_fallback", "workspace_mb"))
+
+
 def edge_fer_args(settings: EngineSettings, deepstream: bool, has_source: bool) -> list[str]:
-    # no --tensorrt: edge-fer on the Jetson builds for the installed release (build.sh checked it is the bundle's)
-    args = [SOURCE_ONNX_NAME if has_source else ONNX_NAME, "--target", "jetson", "--precision",
-            settings.precision, "--opt-batch", str(settings.opt_batch), "--max-batch", str(settings.max_batch),
-            "-o", ENGINE_NAME]
-    if settings.dla_core is not None:
-        args += ["--dla-core", str(settings.dla_core)] + (["--gpu-fallback"] if settings.gpu_fallback else [])
-    if settings.workspace_mb:
-        args += ["--workspace", str(settings.workspace_mb)]
+    """``edge-fer build`` arguments for the same engine, generated from the settings the CLI filled here."""
+    before, after = BUNDLE_OPTIONS
+    args = [SOURCE_ONNX_NAME if has_source else ONNX_NAME, "--target", "jetson", *argv.option_args(settings, before),
+            "-o", ENGINE_NAME, *argv.option_args(settings, after)]
     if settings.timing_cache:
         args += ["--timing-cache", Path(settings.timing_cache).name]
     return args + (["--deepstream"] if deepstream else [])
@@ -212,16 +215,13 @@ def write_bundle(folder: Path | str, onnx_path: Path, info: ModelInfo, settings:
     name, dims = input_shape(onnx_path)
     data = onnx_path.read_bytes()
     metadata = {
-        "format": SIDECAR_FORMAT, "builder": "trtexec via bundle build.sh (no TensorRT/GPU facts recorded)",
-        "precision": settings.precision, "tensorrt": flavor.label,
-        "typing": "strong" if flavor.strongly_typed else "weak",
+        **sidecar_fields(settings, flavor, info, ONNX_NAME, data),
+        "builder": "trtexec via bundle build.sh (no TensorRT/GPU facts recorded)", "tensorrt": flavor.label,
         "dla": {"core": settings.dla_core, "gpu_fallback": settings.gpu_fallback}
         if settings.dla_core is not None else None,
         "input": {"name": name, "shape": dims},
         "batch": dict(zip(("min", "opt", "max"), settings.profile, strict=True)),
-        "settings": settings.to_dict(), "source_onnx": ONNX_NAME, "source_onnx_sha256": sha256_bytes(data),
         "source": source or {},
-        "metadata": {**info.to_strings(), "edge_fer.precision": settings.precision},
     }
     files: dict[str, str | bytes] = {
         ONNX_NAME: data,

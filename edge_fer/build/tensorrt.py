@@ -31,7 +31,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,8 @@ from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.artifacts.metadata import ModelInfo
 from edge_fer.backends.cuda_memory import open_cuda
 from edge_fer.backends.tensorrt_backend import check_version, import_tensorrt
+from edge_fer.export.onnx_io import is_quantized
+from edge_fer.platform import jetpack_release, l4t_release
 
 JETSON_PRECISIONS = ("fp16", "int8")
 BUNDLE_TENSORRT = "10.3"  # a bundle's TensorRT when none is declared: JetPack 6.1/6.2, the current Orin release
@@ -76,7 +78,6 @@ class Flavor:
         return self.version[0] < 10
 DEFAULT_MAX_BATCH = 8
 SIDECAR_FORMAT = "edge-fer-tensorrt-sidecar/1"
-L4T_RELEASE = Path("/etc/nv_tegra_release")
 
 
 def check_jetson_precision(precision: str) -> None:
@@ -92,7 +93,7 @@ class EngineSettings:
     precision: str = "fp16"
     dla_core: int | None = None
     gpu_fallback: bool = False
-    workspace_mb: int | None = None
+    workspace_mb: int | None = field(default=None, metadata={"flag": "--workspace"})  # MiB
     timing_cache: str | None = None
     opt_batch: int = 1
     max_batch: int | None = None
@@ -133,35 +134,6 @@ class EngineSettings:
         return asdict(self)
 
 
-def l4t_release(path: Path | None = None) -> str:
-    """``R35.4.1`` from ``/etc/nv_tegra_release`` (``# R35 (release), REVISION: 4.1, ...``); '' off a Jetson."""
-    try:
-        first = (path or L4T_RELEASE).read_text().splitlines()[0]
-    except (OSError, IndexError):
-        return ""
-    m = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", first)
-    return f"R{m[1]}.{m[2]}" if m else first.lstrip("# ").strip()
-
-
-# L4T release -> JetPack, from NVIDIA's JetPack archive; an unlisted release is reported as unknown, not guessed.
-# R32 (JetPack 4.x) is listed to name the release in reports; its TensorRT 8.0/8.2 is not supported.
-JETPACK = {
-    "R32.5.0": "4.5", "R32.5.1": "4.5.1", "R32.6.1": "4.6", "R32.7.1": "4.6.1", "R32.7.2": "4.6.2",
-    "R32.7.3": "4.6.3", "R32.7.4": "4.6.4", "R32.7.5": "4.6.5", "R32.7.6": "4.6.6",
-    "R35.1.0": "5.0.2", "R35.2.1": "5.1", "R35.3.1": "5.1.1", "R35.4.1": "5.1.2", "R35.5.0": "5.1.3",
-    "R35.6.0": "5.1.4", "R35.6.1": "5.1.5",
-    "R36.2.0": "6.0 DP", "R36.3.0": "6.0", "R36.4.0": "6.1", "R36.4.3": "6.2", "R36.4.4": "6.2.1",
-    "R38.2.0": "7.0",
-}
-
-
-def jetpack_release(l4t: str) -> str:
-    """JetPack version of an L4T release (``R35.4.1`` -> ``5.1.2``); '' off a Jetson, ``unknown`` if unlisted."""
-    if not l4t:
-        return ""
-    return JETPACK.get(l4t, f"unknown (L4T {l4t})")
-
-
 def layer_precisions(inspector_json: str) -> dict:
     """Per-layer output format and a count per data type, from the engine inspector's JSON.
 
@@ -184,10 +156,6 @@ def layer_precisions(inspector_json: str) -> dict:
     kinds = Counter((re.search(r"\b(Int8|FP8|FP16|BF16|FP32|Int32|Int64|Bool)\b", lay["format"], re.IGNORECASE)
                      or [None, "?"])[1].replace("INT", "Int").replace("BOOL", "Bool") for lay in out)
     return {"summary": dict(sorted(kinds.items())), "layers": out}
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _entropy_calibrator(trt, batches: Sequence[np.ndarray], cache: Path):
@@ -343,7 +311,7 @@ def build_engine(onnx_path: Path | str, settings: EngineSettings, info: ModelInf
     trt = import_tensorrt("build on the Jetson, or pass --bundle DIR to write a folder that builds there")
     flavor = installed_flavor(trt, settings)
     onnx_path = Path(onnx_path)
-    has_qdq = any(n.op_type == "QuantizeLinear" for n in onnx.load(str(onnx_path), load_external_data=False).graph.node)
+    has_qdq = is_quantized(onnx.load(str(onnx_path), load_external_data=False))
     if settings.implicit_int8 and not flavor.implicit_int8:
         raise EdgeFerError(f"--implicit-int8: the calibrator API is deprecated in TensorRT {trt.__version__} (removed "
                            "in 11); build INT8 from the QDQ ONNX instead (drop --implicit-int8)")
@@ -382,25 +350,23 @@ def build_engine(onnx_path: Path | str, settings: EngineSettings, info: ModelInf
     int8_mode = None
     if settings.precision == "int8":
         int8_mode = "implicit (IInt8EntropyCalibrator2)" if settings.implicit_int8 else "explicit (QDQ ONNX)"
+    l4t = l4t_release()
     sidecar = {
-        "format": SIDECAR_FORMAT,
-        "engine_sha256": sha256_bytes(engine_bytes),
-        "tensorrt_version": trt.__version__,
-        "typing": "strong" if flavor.strongly_typed else "weak",
-        **gpu,
-        "l4t_release": l4t_release(),
-        "jetpack": jetpack_release(l4t_release()),
-        "precision": settings.precision,
-        "int8_mode": int8_mode,
-        **shapes,
-        "settings": settings.to_dict(),
-        "source_onnx": onnx_path.name,
-        "source_onnx_sha256": sha256_bytes(onnx_path.read_bytes()),
-        "layers": _layer_info(trt, engine, shapes),
-        "metadata": {**info.to_strings(), "edge_fer.precision": settings.precision},
-        **(extra or {}),
+        **sidecar_fields(settings, flavor, info, onnx_path.name, onnx_path.read_bytes()),
+        "engine_sha256": hashlib.sha256(engine_bytes).hexdigest(), "tensorrt_version": trt.__version__, **gpu,
+        "l4t_release": l4t, "jetpack": jetpack_release(l4t), "int8_mode": int8_mode, **shapes,
+        "layers": _layer_info(trt, engine, shapes), **(extra or {}),
     }
     return engine_bytes, sidecar
+
+
+def sidecar_fields(settings: EngineSettings, flavor: Flavor, info: ModelInfo, source_onnx: str,
+                   onnx_bytes: bytes) -> dict:
+    """The sidecar entries an engine built here and a bundle's ``metadata.json`` share (the runner checks them)."""
+    return {"format": SIDECAR_FORMAT, "precision": settings.precision,
+            "typing": "strong" if flavor.strongly_typed else "weak", "settings": settings.to_dict(),
+            "source_onnx": source_onnx, "source_onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+            "metadata": {**info.to_strings(), "edge_fer.precision": settings.precision}}
 
 
 def installed_flavor(trt, settings: EngineSettings) -> Flavor:

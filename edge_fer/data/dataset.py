@@ -277,3 +277,15 @@ def load_images(paths: Iterable[Path], skips: SkipReport) -> tuple[list[np.ndarr
         images.append(image)
         kept.append(i)
     return images, kept
+
+
+def load_labelled(folder: Path | str, classes: Sequence[str], skips: SkipReport
+                  ) -> tuple[list[np.ndarray], np.ndarray]:
+    """Images of a labelled ``folder/<class>/*.png`` and their class indices in ``classes``' order.
+
+    The one loader for labelled folders (eval, bench ``--data``, quantize ``--val``): unreadable
+    images are skipped and counted in ``skips``, so labels stay aligned with the images.
+    """
+    data = scan_folder(folder, classes)
+    images, kept = load_images(data.paths, skips)
+    return images, data.labels[np.asarray(kept, dtype=np.int64)]

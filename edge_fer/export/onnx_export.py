@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,64 +24,14 @@ import onnx
 import torch
 
 from edge_fer.artifacts.atomic import atomic_path, refuse_inputs
-from edge_fer.artifacts.checkpoint import Checkpoint, sha256_file
+from edge_fer.artifacts.checkpoint import Checkpoint
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.artifacts.metadata import ModelInfo
 from edge_fer.backends.onnxruntime_backend import OrtRunner
 from edge_fer.backends.torch_backend import TorchRunner
+from edge_fer.compare import Comparison, compare_logits
+from edge_fer.export.onnx_io import INPUT_NAME, OUTPUT_NAME, save_onnx, set_metadata
 from edge_fer.train.metrics import batched_logits
-
-INPUT_NAME = "images"
-OUTPUT_NAME = "logits"
-
-
-@dataclass
-class Comparison:
-    """How far two backends' logits are apart on the same images."""
-
-    n: int
-    max_abs: float
-    mean_abs: float
-    top1_agreement: float
-    nonfinite: int = 0  # logits that are NaN or inf in either output: a comparison with them never passes
-
-    def to_dict(self) -> dict:
-        return {"n": self.n, "max_abs_logit_diff": self.max_abs, "mean_abs_logit_diff": self.mean_abs,
-                "top1_agreement": self.top1_agreement, "nonfinite_logits": self.nonfinite}
-
-    def within(self, tolerance: float) -> bool:
-        """Every logit finite, none further than ``tolerance``, same top-1 everywhere (NaN never passes)."""
-        return self.nonfinite == 0 and self.max_abs <= tolerance and self.top1_agreement >= 1.0
-
-    def __str__(self) -> str:
-        bad = f", {self.nonfinite} non-finite logits" if self.nonfinite else ""
-        return (f"{self.n} faces: max |dlogit| {self.max_abs:.2e}, mean {self.mean_abs:.2e}, "
-                f"top-1 agreement {self.top1_agreement:.2%}{bad}")
-
-
-def compare_logits(reference: np.ndarray, other: np.ndarray) -> Comparison:
-    """Distances between two logit arrays; a non-finite logit makes max |dlogit| inf and counts as a disagreement."""
-    ref, oth = reference.astype(np.float64), other.astype(np.float64)
-    finite = np.isfinite(ref) & np.isfinite(oth)
-    diff = np.where(finite, np.abs(ref - oth), np.inf)
-    agree = float(((ref.argmax(1) == oth.argmax(1)) & finite.all(axis=1)).mean())
-    return Comparison(len(reference), float(diff.max()), float(diff.mean()), agree, int((~finite).sum()))
-
-
-def set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
-    """Replace edge-fer's metadata_props entries with ``props`` (others are kept)."""
-    kept = [p for p in model.metadata_props if p.key not in props]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    for key, value in props.items():
-        model.metadata_props.add(key=key, value=value)
-
-
-def save_onnx(model: onnx.ModelProto, path: Path | str) -> None:
-    """Check and write an ONNX model atomically, weights inside the one file."""
-    onnx.checker.check_model(model)
-    with atomic_path(path) as tmp:
-        onnx.save_model(model, str(tmp))
 
 
 def to_onnx(ckpt: Checkpoint, opset: int = 17, dynamic_batch: bool = True, img_size: int | None = None,
@@ -138,10 +87,24 @@ def export_checkpoint(ckpt: Checkpoint, out: Path | str, faces: Sequence[np.ndar
                            "but quantization and TensorRT tooling assume >= 17)")
     if ckpt.path:
         refuse_inputs([out], [ckpt.path, ckpt.path.with_suffix(".json")])
-    sha = sha256_file(ckpt.path) if ckpt.path else ""
+    sha = ckpt.sha256()
     proto, info = to_onnx(ckpt, opset, dynamic_batch, img_size, sha)
     reference = TorchRunner.from_checkpoint(ckpt)
     reference.info = info
     with atomic_path(out) as tmp:
         save_onnx(proto, tmp)
         return verify(reference, tmp, faces, tolerance, where=out)
+
+
+def verification_faces(calib: Path | None) -> list[np.ndarray]:
+    """The faces an export is verified on: up to 200 images of ``calib``, else the embedded LFW faces."""
+    from edge_fer.data.dataset import IMAGE_SUFFIXES, SkipReport, inside, load_images
+    from edge_fer.data.faces import embedded_faces
+
+    if calib is None:
+        return embedded_faces()
+    files = [p for p in sorted(calib.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and inside(calib, p)][:200]
+    faces, _ = load_images(files, SkipReport())
+    if not faces:
+        raise EdgeFerError(f"{calib}: no readable images to verify the export on")
+    return faces

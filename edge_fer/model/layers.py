@@ -38,17 +38,20 @@ class ChannelAttention(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
-        hidden = max(channels // reduction, 8)
-        self.mlp = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1, bias=True),
-            nn.ReLU(),
-            nn.Conv2d(hidden, channels, 1, bias=True),
-        )
+        self.mlp = _bottleneck(channels, reduction)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         avg = x.mean(dim=(2, 3), keepdim=True)
         mx = x.amax(dim=(2, 3), keepdim=True)
         return x * torch.sigmoid(self.mlp(avg) + self.mlp(mx))
+
+
+
+def _bottleneck(channels: int, reduction: int) -> nn.Sequential:
+    """1x1 conv down to ``channels / reduction`` (at least 8), ReLU, 1x1 conv back: the CBAM and SE gate MLP."""
+    hidden = max(channels // reduction, 8)
+    return nn.Sequential(nn.Conv2d(channels, hidden, 1, bias=True), nn.ReLU(),
+                         nn.Conv2d(hidden, channels, 1, bias=True))
 
 
 class SpatialAttention(nn.Module):
@@ -75,12 +78,7 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
-        hidden = max(channels // reduction, 8)
-        self.fc = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1, bias=True),
-            nn.ReLU(),
-            nn.Conv2d(hidden, channels, 1, bias=True),
-        )
+        self.fc = _bottleneck(channels, reduction)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.sigmoid(self.fc(x.mean(dim=(2, 3), keepdim=True)))

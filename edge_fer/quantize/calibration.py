@@ -94,6 +94,15 @@ def make_manifest(data_dir: Path | str, size: int, seed: int, skips: SkipReport 
     return [(p.relative_to(root).as_posix(), sha256_file(p)) for p in sample_paths(root, size, seed, skips)]
 
 
+def default_manifest_path(data: Path, size: int) -> Path:
+    """``calibration/PARENT-FOLDER-SIZE.txt``: the design's calibration/ folder, created on first use (a fresh
+    install has none)."""
+    resolved = data.resolve()
+    output = Path("calibration") / f"{resolved.parent.name}-{resolved.name}-{size}.txt"
+    output.parent.mkdir(exist_ok=True)
+    return output
+
+
 def manifest_text(root: Path | str, entries: Sequence[tuple[str, str]], relative_to: Path | None = None) -> str:
     """The manifest; its root is absolute, or relative to the folder ``relative_to`` when given."""
     shown = Path(os.path.relpath(Path(root).resolve(), relative_to.resolve())) if relative_to else Path(root).resolve()

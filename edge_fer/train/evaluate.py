@@ -11,19 +11,18 @@ from edge_fer.artifacts.atomic import write_json
 from edge_fer.artifacts.checkpoint import load_checkpoint
 from edge_fer.artifacts.plots import plot_confusion
 from edge_fer.backends.torch_backend import TorchRunner
-from edge_fer.data.dataset import SkipReport, load_images, scan_folder
+from edge_fer.data.dataset import SkipReport, load_labelled
 from edge_fer.train.metrics import MACRO_MIN_SUPPORT, NEAR_TIE, Metrics, batched_logits, compute_metrics
 
 
 def evaluate_checkpoint(checkpoint: Path, data: Path, out: Path | None, batch_size: int,
                         console: Console) -> Metrics:
     ckpt = load_checkpoint(checkpoint)
-    folder = scan_folder(data, ckpt.classes)
     skips = SkipReport()
-    images, kept = load_images(folder.paths, skips)
+    images, labels = load_labelled(data, ckpt.classes, skips)
     runner = TorchRunner.from_checkpoint(ckpt)
     logits = batched_logits(runner, images, ckpt.preprocessing, batch_size)
-    metrics = compute_metrics(logits, folder.labels[kept], ckpt.classes)
+    metrics = compute_metrics(logits, labels, ckpt.classes)
     table = Table(title=f"{data}: {metrics.summary()} on {metrics.n} images")
     table.add_column("class")
     table.add_column("recall", justify="right")

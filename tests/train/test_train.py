@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from edge_fer.artifacts.checkpoint import load_checkpoint
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.cli import app
-from edge_fer.train.trainer import TrainConfig, parse_schedule, train
+from edge_fer.train.config import TrainConfig, parse_schedule
+from edge_fer.train.trainer import train
 
 
 def _cfg(data: Path, out: Path, **kw) -> TrainConfig:

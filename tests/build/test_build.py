@@ -17,32 +17,26 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
+from conftest import FER_CLASSES as CLASSES
 from fakes import fake_tensorrt  # tests/ is on sys.path (pytest rootdir-relative import)
 from typer.testing import CliRunner
 
-from edge_fer.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edge_fer import platform as host
+from edge_fer.artifacts.checkpoint import load_checkpoint
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.backends import open_runner
 from edge_fer.backends.tensorrt_backend import check_version
-from edge_fer.build import tensorrt as build_tensorrt
-from edge_fer.build.run import CHECK_FACES, build_intel, build_jetson, check_intel_precision, check_target_options
-from edge_fer.build.tensorrt import (
-    EngineSettings,
-    Flavor,
-    check_jetson_precision,
-    jetpack_release,
-    l4t_release,
-    layer_precisions,
-)
+from edge_fer.build.jetson import build_jetson
+from edge_fer.build.openvino import CHECK_FACES, build_intel, check_intel_precision
+from edge_fer.build.run import check_target_options
+from edge_fer.build.tensorrt import EngineSettings, Flavor, check_jetson_precision, layer_precisions
 from edge_fer.cli import app
 from edge_fer.data.faces import embedded_faces
 from edge_fer.data.preprocessing import Preprocessing, preprocess
 from edge_fer.export.onnx_export import export_checkpoint
-from edge_fer.model.fernet import FERNet, FERNetConfig
-from edge_fer.quantize.run import check_tensorrt_qdq, quantize
-
-CLASSES = ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+from edge_fer.platform import jetpack_release, l4t_release
+from edge_fer.quantize.run import quantize
+from edge_fer.quantize.tensorrt_qdq import check_tensorrt_qdq
 
 
 def sha256(path: Path) -> str:
@@ -52,16 +46,6 @@ def sha256(path: Path) -> str:
 @pytest.fixture(scope="module")
 def faces() -> list[np.ndarray]:
     return embedded_faces()
-
-
-@pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory, faces) -> Path:
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny")
-    save_checkpoint(Checkpoint(FERNet(FERNetConfig(num_classes=8, img_size=64, width=0.25)), CLASSES,
-                               Preprocessing(64)), folder / "ckpt")
-    export_checkpoint(load_checkpoint(folder / "ckpt"), folder / "model.onnx", faces[:16])
-    return folder / "model.onnx"
 
 
 @pytest.fixture(scope="module")
@@ -458,7 +442,7 @@ def test_mismatched_timing_cache_stops_before_the_build(monkeypatch, tiny_onnx, 
 def test_engine_from_another_gpu_l4t_or_tensorrt_says_rebuild(monkeypatch, tiny_onnx, tmp_path):
     release = tmp_path / "nv_tegra_release"
     release.write_text("# R36 (release), REVISION: 4.3, GCID: 1, BOARD: generic, EABI: aarch64, DATE: x\n")
-    monkeypatch.setattr(build_tensorrt, "L4T_RELEASE", release)
+    monkeypatch.setattr(host, "L4T_RELEASE", release)
     fake_tensorrt.install(monkeypatch)
     engine = tmp_path / "model.engine"
     build_jetson(tiny_onnx, engine, EngineSettings("fp16"))

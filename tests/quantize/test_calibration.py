@@ -139,7 +139,7 @@ def test_calib_make_default_output_on_a_fresh_install(fer_mini, tmp_path, monkey
 
 def test_shipped_manifest_is_the_recorded_calibration_set(ferplus):
     """calibration/ferplus-train-512.txt lists the 512 images that --calib ferplus/train samples (the results' set)."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     base, entries = read_manifest(repo / "calibration" / "ferplus-train-512.txt")  # every sha256 checked
     assert base.resolve() == (ferplus / "train").resolve() and len(entries) == 512
     assert entries == make_manifest(ferplus / "train", 512, 0)  # bench/quantize CALIB_SIZE 512, seed 0

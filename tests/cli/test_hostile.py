@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from conftest import FER_CLASSES as CLASSES
 from safetensors.torch import load_file, save_file
 
 from edge_fer.artifacts.checkpoint import Checkpoint, save_checkpoint
@@ -41,8 +42,7 @@ from edge_fer.data.preprocessing import Preprocessing
 from edge_fer.export.onnx_export import export_checkpoint
 from edge_fer.model.fernet import FERNet, FERNetConfig
 
-REPO = Path(__file__).resolve().parents[1]
-CLASSES = ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+REPO = Path(__file__).resolve().parents[2]
 MEMORY_LIMIT_MB = 2048
 
 

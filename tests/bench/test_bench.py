@@ -13,8 +13,8 @@ from fakes import fake_tensorrt  # tests/ is on sys.path
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
+from edge_fer.bench.cache import record_cache_entry
 from edge_fer.bench.measure import verdict
-from edge_fer.bench.run import record_cache_entry
 from edge_fer.cli import app
 from edge_fer.quantize.run import RECIPE
 
@@ -180,7 +180,7 @@ def _recorded(device: str) -> dict:
     """A recorded FER+ bench (real figures, real row names), with the recommendation a bench now adds."""
     from edge_fer.bench.measure import recommend
 
-    path = next((Path(__file__).parents[1] / "benchmarks" / "results").glob(f"*-{device}.json"))
+    path = next((Path(__file__).parents[2] / "benchmarks" / "results").glob(f"*-{device}.json"))
     results = json.loads(path.read_text())
     results["recommendation"] = recommend(results["rows"])
     return results
@@ -190,7 +190,7 @@ def _recorded(device: str) -> dict:
 def test_terminal_table_fits_80_columns_without_truncating_a_cell(device: str) -> None:
     from rich.console import Console
 
-    from edge_fer.bench.run import engine_label, results_table
+    from edge_fer.bench.report import engine_label, results_table
 
     results = _recorded(device)
     results["rows"]["onnxruntime fp32"]["passed"] = False  # a row failing both figures: the longest verdict
@@ -217,7 +217,7 @@ def test_terminal_table_fits_80_columns_without_truncating_a_cell(device: str) -
 
 def test_recommendation_is_the_fastest_row_within_the_gate() -> None:
     from edge_fer.bench.measure import recommend
-    from edge_fer.bench.run import recommendation_line
+    from edge_fer.bench.report import recommendation_line
 
     def row(passed: bool, *ms: float) -> dict:
         latency = [{"batch": b, "median_ms": m, "speedup_vs_torch": 10 / m} for b, m in zip((1, 8), ms, strict=True)]

@@ -15,7 +15,8 @@ from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.backends import open_runner
 from edge_fer.backends.torch_backend import TorchRunner
 from edge_fer.data.faces import embedded_faces
-from edge_fer.export.onnx_export import export_checkpoint, save_onnx, verify
+from edge_fer.export.onnx_export import export_checkpoint, verify
+from edge_fer.export.onnx_io import save_onnx
 
 
 def test_export_is_opset_17_with_metadata_and_runs_at_its_size(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -9,17 +9,16 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import FER_CLASSES as CLASSES
 from typer.testing import CliRunner
 
 from edge_fer.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from edge_fer.build.run import build_intel_float
+from edge_fer.build.openvino import build_intel_float
 from edge_fer.cli import app
 from edge_fer.data.faces import embedded_faces
 from edge_fer.data.preprocessing import Preprocessing
 from edge_fer.export.onnx_export import export_checkpoint
 from edge_fer.model.fernet import FERNet, FERNetConfig
-
-CLASSES = ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
 skimage_data = pytest.importorskip("skimage.data")
 

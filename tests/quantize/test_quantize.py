@@ -9,32 +9,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
+from conftest import FER_CLASSES as CLASSES
 
-from edge_fer.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.backends.onnxruntime_backend import OrtRunner
 from edge_fer.data.dataset import SkipReport
-from edge_fer.data.faces import embedded_faces
-from edge_fer.data.preprocessing import Preprocessing, preprocess
-from edge_fer.export.onnx_export import export_checkpoint, save_onnx
-from edge_fer.model.fernet import FERNet, FERNetConfig
+from edge_fer.data.preprocessing import preprocess
+from edge_fer.export.onnx_io import load_onnx, save_onnx
 from edge_fer.quantize.calibration import load_calibration, make_manifest, write_manifest
-from edge_fer.quantize.run import check_tensorrt_qdq, load_onnx, quantize
-
-CLASSES = ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
-
-
-
-@pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny")
-    ckpt = Checkpoint(FERNet(FERNetConfig(num_classes=8, img_size=64, width=0.25)), CLASSES, Preprocessing(64))
-    save_checkpoint(ckpt, folder / "ckpt")
-    out = folder / "model.onnx"
-    export_checkpoint(load_checkpoint(folder / "ckpt"), out, embedded_faces()[:16])
-    return out
+from edge_fer.quantize.run import quantize
+from edge_fer.quantize.tensorrt_qdq import check_tensorrt_qdq
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +72,8 @@ def test_histogram_ranges_are_computed_once_and_reused(tiny_onnx, calib, tmp_pat
     """Entropy/percentile ranges come from edge-fer's streaming histograms, reach ORT as its calibration
     cache, and a second quantization with that cache (a --max-drop retry) reads them instead of recalibrating."""
     from edge_fer.quantize import activation_ranges
-    from edge_fer.quantize.run import CALIB_BATCH, OrtRecipe, make_batches, ort_quantize, prepare_float
+    from edge_fer.quantize.ort import OrtRecipe, ort_quantize, prepare_float
+    from edge_fer.quantize.run import CALIB_BATCH, make_batches
 
     float_path = prepare_float(onnx.load(str(tiny_onnx)), tmp_path)
     batches = make_batches(calib[0][:4 * CALIB_BATCH], load_onnx(tiny_onnx)[1])

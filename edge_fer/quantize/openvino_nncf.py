@@ -1,0 +1,82 @@
+"""NNCF quantization of the OpenVINO model (``--target intel``), with accuracy control for ``--max-drop``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edge_fer.artifacts.errors import EdgeFerError
+from edge_fer.quantize.exclude import resolve_exclude
+
+
+def _nncf_params(method: str, per_channel: bool, reduce_range: bool):
+    """NNCF's range estimator and weight scheme; ``reduce_range`` is its overflow fix on every layer."""
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        OverflowFix,
+        QuantizationParameters,
+    )
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    if method == "entropy":
+        raise EdgeFerError("--method entropy is ONNX Runtime's; for --target intel use minmax or percentile")
+    estimator = RangeEstimatorParametersSet.MINMAX if method == "minmax" else RangeEstimatorParametersSet.MEAN_QUANTILE
+    kwargs = {"activations_range_estimator_params": estimator,
+              "overflow_fix": OverflowFix.ENABLE if reduce_range else OverflowFix.DISABLE}
+    if not per_channel:
+        kwargs["weights_quantization_params"] = QuantizationParameters(per_channel=False)
+    return AdvancedQuantizationParameters(**kwargs)
+
+
+OV_ALIASES = {"Conv": "Convolution", "Gemm": "MatMul"}
+
+
+# The cosine head's L2 normalisation (x / clamp(||x||)) must stay float: NNCF otherwise puts a
+# FakeQuantize on the clamped norm, whose tiny calibrated range zeroes every logit.
+OV_FLOAT_TYPES = ["ReduceL2", "Clamp", "Divide"]
+
+
+def _ov_nodes(model) -> list[tuple[str, str]]:
+    return [(op.get_friendly_name(), op.get_type_name()) for op in model.get_ops()]
+
+
+def float_convolutions(model) -> list[str]:
+    """Convolutions of an NNCF-quantized OpenVINO model whose input is not fed by a FakeQuantize."""
+    out = []
+    for op in model.get_ops():
+        if op.get_type_name() == "Convolution":
+            src = op.input_value(0).get_node()
+            if src.get_type_name() != "FakeQuantize":
+                out.append(op.get_friendly_name())
+    return out
+
+
+def nncf_quantize(onnx_path: Path, batches: Sequence[np.ndarray], method: str, per_channel: bool,
+                  reduce_range: bool, exclude: Sequence[str], accuracy: tuple[Callable, Sequence, float] | None = None):
+    """The quantized ov.Model (plus the resolved ignored node names)."""
+    import logging
+
+    import nncf
+    import openvino as ov
+
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    model = ov.convert_model(str(onnx_path))
+    nodes = _ov_nodes(model)
+    names = {n for n, _ in nodes}
+    # OpenVINO splits a biased ONNX Conv into "<name>/WithoutBiases" + Add: accept the ONNX node name
+    exclude = [e + "/WithoutBiases" if e not in names and e + "/WithoutBiases" in names else e for e in exclude]
+    ignored = resolve_exclude(exclude, nodes, OV_ALIASES)
+    kwargs = {"preset": nncf.QuantizationPreset.PERFORMANCE, "subset_size": len(batches),
+              "ignored_scope": nncf.IgnoredScope(names=ignored, types=OV_FLOAT_TYPES, validate=False),
+              "advanced_parameters": _nncf_params(method, per_channel, reduce_range)}
+    dataset = nncf.Dataset(list(batches))
+    if accuracy is None:
+        return nncf.quantize(model, dataset, **kwargs), ignored
+    validate, val_items, max_drop = accuracy
+    quantized = nncf.quantize_with_accuracy_control(
+        model, dataset, nncf.Dataset(list(val_items)), validation_fn=validate, max_drop=max(max_drop, 0.0),
+        drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=kwargs.pop("advanced_parameters"),
+        **kwargs)
+    return quantized, ignored
