@@ -1,7 +1,7 @@
 """NVIDIA ModelOpt beside edge-fer for the Jetson artifacts: INT8 Q/DQ placement and parity, fp16 conversion.
 
 Issue 15 asks whether ``modelopt.onnx.quantization`` (ModelOpt's ONNX PTQ, calibrated on the CPU) should
-replace edge-fer's jetson QDQ, and whether ModelOpt's AutoCast should replace ``edge_fer/float16.py``
+replace edge-fer's jetson QDQ, and whether ModelOpt's AutoCast should replace ``edge_fer/build/float16.py``
 for strongly typed fp16 builds.  Both sides start from the same float ONNX (``edge-fer export`` of the
 shipped 64 px reference model) and the INT8 sides calibrate on the same 408 images (the 512-image
 FER+ *train* manifest less the fifth ``edge-fer quantize`` holds out).  Every graph is then scored on
@@ -39,13 +39,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.calibration_methods import DATA, EDGE_FER, MODEL, machine_name  # noqa: E402
-from edge_fer.atomic import write_json, write_text  # noqa: E402
-from edge_fer.bench import parity  # noqa: E402
-from edge_fer.calibration import load_calibration  # noqa: E402
-from edge_fer.data.dataset import SkipReport, load_images, scan_folder  # noqa: E402
-from edge_fer.evaluate import batched_logits  # noqa: E402
-from edge_fer.float16 import float16_onnx  # noqa: E402
-from edge_fer.quantize import CALIB_BATCH, check_tensorrt_qdq, load_onnx, make_batches, split_holdout  # noqa: E402
+from edge_fer.artifacts.atomic import write_json, write_text  # noqa: E402
+from edge_fer.bench.measure import parity  # noqa: E402
+from edge_fer.build.float16 import float16_onnx  # noqa: E402
+from edge_fer.data.dataset import SkipReport, load_labelled  # noqa: E402
+from edge_fer.export.onnx_io import load_onnx  # noqa: E402
+from edge_fer.quantize.calibration import load_calibration  # noqa: E402
+from edge_fer.quantize.run import CALIB_BATCH, make_batches, split_holdout  # noqa: E402
+from edge_fer.quantize.tensorrt_qdq import check_tensorrt_qdq  # noqa: E402
+from edge_fer.train.metrics import batched_logits  # noqa: E402
 
 MANIFEST = ROOT / "calibration" / "ferplus-train-512.txt"
 # ops whose Q/DQ placement TensorRT's guide discusses: residual Add, pooling/reductions, the CBAM/SE gates, the head
@@ -230,7 +232,7 @@ def produce(work: Path, mo_python: str) -> dict[str, dict]:
                 "--calibration_shapes", f"images:{CALIB_BATCH}x3x64x64", "--calibration_eps", "cpu",
                 "--high_precision_dtype", "fp32", "--output_path"]
 
-    recipes = {  # name: (file stem, kind, command less the output path; none: edge_fer.float16 in-process)
+    recipes = {  # name: (file stem, kind, command less the output path; none: edge_fer.build.float16 in-process)
         BASELINE: ("edge-jetson-entropy", "int8", edge_fer_jetson("entropy")),
         "edge-fer jetson QDQ (minmax)": ("edge-jetson-minmax", "int8", edge_fer_jetson("minmax")),
         "ModelOpt int8 (max)": ("modelopt-max", "int8", modelopt_int8("max", "modelopt-max")),
@@ -250,7 +252,7 @@ def produce(work: Path, mo_python: str) -> dict[str, dict]:
             else:
                 onnx.save(float16_onnx(onnx.load(str(fp32))), str(out))
         graphs[name] = {"path": out, "kind": kind,
-                        "command": " ".join(c.replace(str(work), "WORK") for c in cmd[1:]) or "edge_fer.float16"}
+                        "command": " ".join(c.replace(str(work), "WORK") for c in cmd[1:]) or "edge_fer.build.float16"}
     return graphs
 
 
@@ -263,9 +265,7 @@ def score(graphs: dict[str, dict]) -> dict:
 
     float_runner = OrtRunner.open(graphs["float (fp32)"]["path"], threads=2)
     info = float_runner.info
-    folder = scan_folder(DATA / "test", info.classes)
-    images, kept = load_images(folder.paths, SkipReport())
-    labels = folder.labels[kept]
+    images, labels = load_labelled(DATA / "test", info.classes, SkipReport())
     logits = {}
     for name, g in graphs.items():
         cache = g["path"].with_suffix(".logits.npy")
@@ -367,7 +367,7 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    from edge_fer import hostcpu
+    from edge_fer import platform as host
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modelopt-python", required=True, help="python of a venv with nvidia-modelopt installed")
@@ -378,7 +378,7 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         graphs = produce(work, args.modelopt_python)
         result = score(graphs)
-    result.update(cpu=f"{hostcpu.cpu_name()} ({machine_name()})", versions=versions(args.modelopt_python))
+    result.update(cpu=f"{host.cpu_name()} ({machine_name()})", versions=versions(args.modelopt_python))
     stem = ROOT / "benchmarks" / "results" / f"{machine_name()}-modelopt_eval"
     write_json(stem.with_suffix(".json"), result)
     write_text(stem.with_suffix(".md"), markdown(result))

@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from benchmarks.modelopt_eval import check_model, mcnemar, precision_map, qdq_placement
-from edge_fer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edge_fer.build.float16 import float16_onnx
 from edge_fer.data.faces import embedded_faces
-from edge_fer.data.preprocessing import Preprocessing
-from edge_fer.export import export_checkpoint
-from edge_fer.float16 import float16_onnx
-from edge_fer.model import FERNet, FERNetConfig
-from edge_fer.quantize import quantize
+from edge_fer.quantize.run import quantize
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("mo")
-    save_checkpoint(Checkpoint(FERNet(FERNetConfig(num_classes=8, img_size=64, width=0.25)), list("abcdefgh"),
-                               Preprocessing(64)), folder / "ckpt")
-    export_checkpoint(load_checkpoint(folder / "ckpt"), folder / "model.onnx", embedded_faces()[:8])
-    return folder / "model.onnx"
-
-
-def test_placement_of_the_jetson_qdq(tiny):
+def test_placement_of_the_jetson_qdq(tiny_onnx):
     """edge-fer's jetson recipe read back: symmetric int8, per-channel float weights through Q/DQ pairs."""
-    out = tiny.with_name("jetson.onnx")
-    quantize(tiny, out, embedded_faces()[:24], target="jetson")
+    out = tiny_onnx.with_name("jetson.onnx")
+    quantize(tiny_onnx, out, embedded_faces()[:24], target="jetson")
     p = qdq_placement(onnx.load(str(out)))
     convs = p["ops"]["Conv"]
     assert p["symmetric"] and p["zero_point_types"] == ["INT8"] and p["edge_fer_tensorrt_rules"] == []
@@ -41,14 +24,14 @@ def test_placement_of_the_jetson_qdq(tiny):
     assert p["weights_float_through_qdq"] == p["weight_dq"] and p["weights_stored_int8"] == 0  # AddQDQPairToWeight
     assert p["qdq_pairs"] == p["quantize_nodes"] and p["activation_dq"] + p["weight_dq"] == p["dequantize_nodes"]
     assert 0 < convs["int8_in"] <= convs["nodes"]
-    assert qdq_placement(onnx.load(str(tiny)))["qdq_pairs"] == 0
+    assert qdq_placement(onnx.load(str(tiny_onnx)))["qdq_pairs"] == 0
 
 
-def test_precision_map_and_checker(tiny, tmp_path):
-    half = float16_onnx(onnx.load(str(tiny)))
+def test_precision_map_and_checker(tiny_onnx, tmp_path):
+    half = float16_onnx(onnx.load(str(tiny_onnx)))
     p = precision_map(half)
     assert "ReduceL2" in p["fp32_ops"] and "Conv" in p["fp16_ops"] and "Conv" not in p["fp32_ops"] and p["casts"] >= 2
-    assert check_model(tiny) == "ok"
+    assert check_model(tiny_onnx) == "ok"
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not onnx")
     assert check_model(broken) != "ok"
