@@ -45,6 +45,9 @@ def bench(
     ssh_option: Annotated[list[str] | None, typer.Option(help="ssh/scp -o KEY=VALUE (repeat)")] = None,
     remote_dir: Annotated[str, typer.Option(help="--host: working folder there")] = "edge-fer-bench",
     remote_edge_fer: Annotated[str, typer.Option(help="--host: the edge-fer command there")] = "edge-fer",
+    img_size: Annotated[str | None, typer.Option(
+        help="Bench the checkpoint at these input sizes, e.g. 64,96,112,224 (same weights): one report per size "
+             "under --out plus frontier.{json,md,png}, accuracy vs latency")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print results.json to stdout")] = False,
     wide: Annotated[bool, typer.Option("--wide", help="Every column in the terminal table (p90, accuracy, "
                                                       "max |dlogit|, full verdicts); report.md always has them")
@@ -62,7 +65,20 @@ def bench(
                         threads=threads, max_drop=max_drop, min_agreement=min_agreement, cache=cache, out=out,
                         calib=calib, backends=names(backends), precisions=names(precisions), seconds=seconds,
                         energy_seconds=energy_seconds, wide=wide)
+    if img_size is not None:
+        return _bench_sizes(checkpoint_path(checkpoint), opts, img_size, remote)
     _print_results(run(checkpoint_path(checkpoint), opts, console, remote), out, json_out)
+
+
+def _bench_sizes(checkpoint: Path, opts, sizes: str, remote) -> None:
+    """``--img-size``: a bench per size (each prints its table), then the frontier; exit 1 when a size's gate failed."""
+    from edge_fer.bench.sizes import run_sizes
+
+    frontier = run_sizes(checkpoint, opts, sizes, console, remote)
+    console.print(f"frontier: {opts.out / 'frontier.md'} and {opts.out / 'frontier.png'}", highlight=False)
+    if not frontier["passed"]:
+        console.print("[bold red]error:[/] parity gate failed at one or more sizes (see each size's report.md)")
+        raise typer.Exit(1)
 
 
 def _print_results(results: dict, out: Path, json_out: bool) -> None:

@@ -48,14 +48,24 @@ def quantize(
     target: Annotated[str, typer.Option(help="cpu (ONNX Runtime) | jetson (TensorRT QDQ) | intel (OpenVINO)")] = "cpu",
     method: Annotated[str | None, typer.Option(
         help="Activation ranges: minmax | entropy (KL clip) | percentile (99.99th |x|); "
-             "default entropy for cpu/jetson, minmax for intel")] = None,
+             "default entropy for cpu/jetson, percentile for intel")] = None,
     per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="Weight scales")] = True,
     exclude: Annotated[list[str] | None, typer.Option(
         help="Node names or op types to keep float (repeat, or comma-separated)")] = None,
     max_drop: Annotated[float | None, typer.Option(
         callback=finite, min=0.0,
-        help="Accuracy budget, points: keep sensitive layers float until met; needs --val")] = None,
-    val: Annotated[Path | None, typer.Option(help="Labelled folder VAL/<class>/*.png for --max-drop")] = None,
+        help="Accuracy budget, points: keep sensitive layers float until met (with --qat: run QAT only if PTQ "
+             "misses it); needs --val")] = None,
+    min_agreement: Annotated[float | None, typer.Option(
+        callback=finite, min=0.0, max=100.0,
+        help="With --qat: top-1 agreement with float (percent) PTQ must reach on --val, else QAT runs")] = None,
+    val: Annotated[Path | None, typer.Option(
+        help="Labelled folder VAL/<class>/*.png for --max-drop/--min-agreement")] = None,
+    qat: Annotated[Path | None, typer.Option(
+        help="Quantization-aware fine-tuning on this folder of face images (e.g. FER+ train; labels unused)")] = None,
+    qat_epochs: Annotated[int, typer.Option(min=1, help="QAT epochs")] = 2,
+    qat_lr: Annotated[float, typer.Option(min=0.0, help="QAT learning rate (Adam, cosine decay)")] = 2e-5,
+    qat_images: Annotated[int, typer.Option(min=0, help="QAT on a seeded sample of N images (0: all)")] = 0,
     size: Annotated[int, typer.Option(min=1, help="Images sampled when --calib is a folder")] = 512,
     seed: Annotated[int, typer.Option(help="Sampling seed when --calib is a folder")] = 0,
     classes: Annotated[str | None, typer.Option(help="Class names a,b,c for a model without edge-fer metadata")] = None,
@@ -66,9 +76,10 @@ def quantize(
     ] = None,
 ) -> None:
     """Post-training INT8 quantization; writes the model and OUT.json (calibration, agreement, sizes)."""
+    from edge_fer.quantize.qat import QatOptions
     from edge_fer.quantize.run import TARGETS, check_outputs, summary_lines
     from edge_fer.quantize.run import quantize as run_quantize
-
+    qat_opts = qat and QatOptions(qat, qat_epochs, qat_lr, max_images=qat_images, seed=seed)
     if target in TARGETS:  # before the calibration images load: a refused -o costs nothing
         check_outputs(model, output, target, calib if calib and Path(calib).is_file() else None)
     names = [n.strip() for e in exclude or [] for n in e.split(",") if n.strip()]
@@ -76,9 +87,9 @@ def quantize(
         images, desc = _calibration(calib, size, seed)
         status.update(f"quantizing {model.name} for {target} on {desc['n_images']} images")
         report = run_quantize(model, output, images, target, method, per_channel, names, desc, classes, img_size,
-                              max_drop, val, reduce_range, log=lambda msg: status.update(msg))
-    for line in summary_lines(report, desc):
-        console.print(line)
+                              max_drop, val, reduce_range, log=lambda msg: status.update(msg), qat=qat_opts,
+                              min_agreement=min_agreement, console=console)
+    console.print("\n".join(summary_lines(report, desc)))
 
 
 def _calibration(calib: str | None, size: int, seed: int):

@@ -1,4 +1,5 @@
-"""NNCF quantization of the OpenVINO model (``--target intel``), with accuracy control for ``--max-drop``."""
+"""NNCF quantization of the OpenVINO model (``--target intel``), with accuracy control for ``--max-drop``;
+the same scheme as a QDQ ONNX graph for ``--qat``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.quantize.exclude import resolve_exclude
@@ -36,6 +38,7 @@ OV_ALIASES = {"Conv": "Convolution", "Gemm": "MatMul"}
 # The cosine head's L2 normalisation (x / clamp(||x||)) must stay float: NNCF otherwise puts a
 # FakeQuantize on the clamped norm, whose tiny calibrated range zeroes every logit.
 OV_FLOAT_TYPES = ["ReduceL2", "Clamp", "Divide"]
+ONNX_FLOAT_TYPES = ["ReduceL2", "Clip", "Div"]  # the same ops under their ONNX names (NNCF's ONNX backend)
 
 
 def _ov_nodes(model) -> list[tuple[str, str]]:
@@ -80,3 +83,23 @@ def nncf_quantize(onnx_path: Path, batches: Sequence[np.ndarray], method: str, p
         drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=kwargs.pop("advanced_parameters"),
         **kwargs)
     return quantized, ignored
+
+
+def nncf_qdq(onnx_path: Path, batches: Sequence[np.ndarray], method: str, per_channel: bool, reduce_range: bool,
+             exclude: Sequence[str]) -> onnx.ModelProto:
+    """NNCF's intel scheme as a QDQ ONNX graph (NNCF's ONNX backend, the settings of :func:`nncf_quantize`).
+
+    QAT fine-tunes this graph; OpenVINO then converts its Q/DQ pairs into FakeQuantize nodes.
+    """
+    import logging
+
+    import nncf
+
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    model = onnx.load(str(onnx_path))
+    ignored = resolve_exclude(exclude, [(n.name, n.op_type) for n in model.graph.node])
+    name = model.graph.input[0].name
+    return nncf.quantize(model, nncf.Dataset(list(batches), lambda b: {name: b}),
+                         preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(batches),
+                         ignored_scope=nncf.IgnoredScope(names=ignored, types=ONNX_FLOAT_TYPES, validate=False),
+                         advanced_parameters=_nncf_params(method, per_channel, reduce_range))

@@ -59,8 +59,10 @@ from edge_fer.data.preprocessing import preprocess
 from edge_fer.export.onnx_io import graph_dims, load_onnx, save_onnx, set_metadata
 from edge_fer.platform import peak_rss_mb
 from edge_fer.quantize.exclude import resolve_exclude
-from edge_fer.quantize.openvino_nncf import float_convolutions, nncf_quantize
+from edge_fer.quantize.openvino_nncf import float_convolutions, nncf_qdq, nncf_quantize
 from edge_fer.quantize.ort import OrtRecipe, cpu_float_nodes, ort_quantize, prepare_float
+from edge_fer.quantize.qat import QatOptions
+from edge_fer.quantize.qat_select import QatContext, budget_from, check_qat_args, run_qat
 from edge_fer.quantize.sensitivity import bound_drop, open_for_target, val_accuracy
 from edge_fer.quantize.tensorrt_qdq import check_tensorrt_qdq
 from edge_fer.train.metrics import batched_logits
@@ -169,17 +171,21 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
              method: str | None = None, per_channel: bool = True, exclude: Sequence[str] = (),
              calibration: dict | None = None, classes: str | None = None, img_size: int | None = None,
              max_drop: float | None = None, val: str | Path | None = None, reduce_range: bool | None = None,
-             log: Callable[[str], None] = lambda _msg: None) -> dict:
+             log: Callable[[str], None] = lambda _msg: None, qat: QatOptions | None = None,
+             min_agreement: float | None = None, console=None) -> dict:
     """Quantize ``onnx_path`` to INT8 for ``target``; writes the model and ``OUT.json``; returns the report.
 
     With ``max_drop`` and a labelled ``val`` folder, the most quantization-sensitive
     layers are kept float until top-1 accuracy drops by at most ``max_drop`` percentage
     points (the same unit as ``edge-fer bench --max-drop``).  ``reduce_range`` None
     picks 7- or 8-bit weights from this host's CPU (:func:`weight_range`); ``method``
-    None takes the target's measured best (:data:`DEFAULT_METHOD`).
+    None takes the target's measured best (:data:`DEFAULT_METHOD`).  ``qat`` fine-tunes the
+    INT8 model after PTQ (:mod:`edge_fer.quantize.qat_select`); with a budget (``max_drop`` points,
+    ``min_agreement`` percent) only where PTQ misses it, instead of keeping layers float.
     """
     start = time.perf_counter()
-    method = check_choices(target, method, max_drop, val)
+    check_qat_args(qat, min_agreement)
+    method = check_choices(target, method, max_drop is not None or min_agreement is not None, val)
     onnx_path = Path(onnx_path)
     manifest = (calibration or {}).get("source") if (calibration or {}).get("kind") == "manifest" else None
     outputs = check_outputs(onnx_path, Path(out_path), target, manifest)
@@ -193,7 +199,8 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
     job = _Job(target, method, per_channel, narrow, exclude, info, output_metadata(proto, info, target, method),
                make_batches(calib_images, info, static[0] if static and static[0] else CALIB_BATCH),
                load_val(val, info, val_skips) if val is not None else None,
-               None if max_drop is None else max_drop / 100.0, onnx_path, log)  # points -> fraction of accuracy
+               None if max_drop is None else max_drop / 100.0, onnx_path, log,  # points -> fraction of accuracy
+               qat is None and val is not None)
     report: dict = {"format": REPORT_FORMAT, "model": str(onnx_path), "output": str(out),
                     "target": target, "method": method, "recipe": RECIPE,
                     "per_channel": per_channel, "reduce_range": {"enabled": narrow, "reason": why},
@@ -207,6 +214,8 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
             report.update(_quantize_intel(job, float_path, staged))
         else:
             report.update(_quantize_ort(job, float_path, work, staged, out))
+        if qat is not None:
+            report["qat"] = _qat(job, qat, float_path, held, staged, budget_from(max_drop, min_agreement), console)
         report["quantize_seconds"] = round(time.perf_counter() - start, 2)
         if held:
             reference = open_for_target(float_path, info)
@@ -227,15 +236,17 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
     return report
 
 
-def check_choices(target: str, method: str | None, max_drop: float | None, val: str | Path | None) -> str:
-    """The target and method checked (``method`` None: the target's default); returns the method."""
+def check_choices(target: str, method: str | None, budget: bool, val: str | Path | None) -> str:
+    """The target and method checked (``method`` None: the target's default), a budget only with ``val``;
+    returns the method."""
     if target not in TARGETS:
         raise EdgeFerError(f"--target {target!r}: use one of {', '.join(TARGETS)}")
     method = method or DEFAULT_METHOD[target]
     if method not in METHODS:
         raise EdgeFerError(f"--method {method!r}: use one of {', '.join(METHODS)}")
-    if (max_drop is None) != (val is None):
-        raise EdgeFerError("--max-drop and --val go together: the accuracy budget is measured on labelled --val images")
+    if budget != (val is not None):
+        raise EdgeFerError("--max-drop/--min-agreement and --val go together: the budget is measured on labelled "
+                           "--val images")
     return method
 
 
@@ -265,12 +276,13 @@ class _Job:
     budget: float | None  # --max-drop as a fraction of accuracy
     where: Path  # the user's model, named in errors
     log: Callable[[str], None]
+    control: bool  # --max-drop keeps layers float (NNCF accuracy control, SQNR fallback); with --qat, QAT decides
 
 
 def _quantize_intel(job: _Job, float_path: Path, staged: Path) -> dict:
     """NNCF (with accuracy control under ``--max-drop``) into the IR ``staged``; returns the report entries."""
     accuracy = None
-    if job.val_data is not None:
+    if job.control:
         def validate(compiled, items) -> float:
             # items: (one preprocessed image, its label); NNCF ranks on subsets of them
             hits = [int(np.asarray(compiled(x)[compiled.output(0)]).argmax()) == y for x, y in items]
@@ -283,7 +295,7 @@ def _quantize_intel(job: _Job, float_path: Path, staged: Path) -> dict:
                                     accuracy)
     save_ir(model, staged, job.props)
     report: dict = {"excluded": excluded}
-    if job.val_data is not None:
+    if job.control:
         why = ("float in the final IR: either NNCF never quantizes it (e.g. CBAM spatial conv, shared-"
                "weight MLP branch) or accuracy control reverted it to meet --max-drop on --val")
         report["kept_float"] = [{"node": n, "reason": why} for n in float_convolutions(model) if n not in excluded]
@@ -301,7 +313,7 @@ def _quantize_ort(job: _Job, float_path: Path, work: Path, staged: Path, out: Pa
     recipe = OrtRecipe(job.target, job.method, job.per_channel, job.narrow)
     ranges = work / "ranges.json"
     ort_quantize(float_path, qdq, job.batches, recipe, excluded, ranges, job.log, where=job.where)
-    if job.val_data is not None:
+    if job.control:
         excluded, report["accuracy_control"] = bound_drop(
             float_path, qdq, job.batches, recipe, ranges, excluded, nodes, job.info, job.val_data, job.budget,
             job.log, job.where)
@@ -319,6 +331,19 @@ def _quantize_ort(job: _Job, float_path: Path, work: Path, staged: Path, out: Pa
     return report
 
 
+def _qat(job: _Job, opts: QatOptions, float_path: Path, held: list[np.ndarray], staged: Path, budget, console) -> dict:
+    """``--qat``: fine-tune the graph this target runs (for intel NNCF's QDQ) unless PTQ meets ``budget``."""
+    ctx = QatContext(job.target, job.info, float_path, held, lambda p: open_for_target(p, job.info, job.target),
+                     staged, job.props, save_ir, budget, job.val_data, job.log, console)
+    if job.target == "intel":
+        def graph() -> onnx.ModelProto:
+            return nncf_qdq(float_path, job.batches, job.method, job.per_channel, job.narrow, job.exclude)
+    else:
+        def graph() -> onnx.ModelProto:
+            return onnx.load(str(staged))
+    return run_qat(graph, ctx, opts)
+
+
 def summary_lines(report: dict, calibration: dict) -> list[str]:
     """What quantize wrote and how close INT8 stays to float, then its warnings (for the terminal)."""
     cmp = report.get("float_vs_int8_heldout", {})
@@ -327,8 +352,13 @@ def summary_lines(report: dict, calibration: dict) -> list[str]:
              f"{cmp.get('top1_agreement', float('nan')):.2%}, max |dlogit| {cmp.get('max_abs_logit_diff', 0):.3f}"]
     if "val" in report:
         v = report["val"]
-        lines.append(f"val accuracy float {v['float_accuracy']:.2%} -> INT8 {v['int8_accuracy']:.2%} "
-                     f"(budget {v['max_drop_pt']:.2f} pt)")
+        budget = f"budget {v['max_drop_pt']:.2f} pt" if v["max_drop_pt"] is not None else "no accuracy budget"
+        lines.append(f"val accuracy float {v['float_accuracy']:.2%} -> INT8 {v['int8_accuracy']:.2%} ({budget})")
+    if "qat" in report:
+        q, done = report["qat"], report["qat"].get("qat", {})
+        parity = done.get("runtime_vs_simulation", {})
+        lines.append(f"path: {q['path']}" + (f"; QAT {done['seconds']:.0f} s, kept epoch {done['kept_epoch']}, "
+                                             f"runtime vs simulation {parity['top1_agreement']:.2%}" if done else ""))
     control = report.get("accuracy_control", {})
     notes = (control.get("note"), control.get("warning"), calibration.get("warning"))
     return lines + [f"[yellow]warning:[/] {note}" for note in notes if note]
