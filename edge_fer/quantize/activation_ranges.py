@@ -1,4 +1,4 @@
-"""Activation ranges from streaming histograms: entropy (KL) and percentile calibration for ONNX Runtime.
+"""Activation ranges from streaming histograms: minmax, entropy (KL) and percentile calibration for ONNX Runtime.
 
 Why edge-fer computes these ranges itself instead of using ORT's histogram calibrators:
 
@@ -77,7 +77,7 @@ class AbsHistogram:
         sample = strided_sample(x)
         if sample.size == 0:
             return
-        lo, hi = float(sample.min()), float(sample.max())
+        lo, hi = float(x.min()), float(x.max())  # exact extremes (minmax), not the sample's
         self.lowest, self.highest = min(self.lowest, lo), max(self.highest, hi)
         amax = max(-lo, hi)
         zeros = sample.size - int(np.count_nonzero(sample))
@@ -158,6 +158,8 @@ def clip_range(hist: AbsHistogram, method: str, symmetric: bool) -> tuple[float,
                   percentile_top(hist, ENTROPY_FLOOR_PERCENTILE))
     elif method == "percentile":
         top = percentile_top(hist)
+    elif method == "minmax":
+        return hist.lowest, hist.highest
     else:
         raise ValueError(f"no histogram range for method {method!r}")
     return max(hist.lowest, -top), min(hist.highest, top)
@@ -199,7 +201,8 @@ def write_calibration_cache(path: Path, hists: dict[str, AbsHistogram], method: 
     """ORT's calibration cache (``quantize_static(calibration_cache_path=...)``) holding each tensor's clip."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData, save_tensors_data
 
-    kind = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[method]
+    kind = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
+            "minmax": CalibrationMethod.MinMax}[method]
     data = {}
     for name, hist in hists.items():
         lo, hi = clip_range(hist, method, symmetric)

@@ -41,7 +41,7 @@ class OrtRecipe:
     reduce_range: bool  # 7-bit weights: no int16 overflow in u8 x s8 products on CPUs without VNNI
 
 
-def _ort_settings(recipe: OrtRecipe, n_batches: int) -> dict:
+def _ort_settings(recipe: OrtRecipe) -> dict:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
     target, method = recipe.target, recipe.method
@@ -54,13 +54,6 @@ def _ort_settings(recipe: OrtRecipe, n_batches: int) -> dict:
                                        "AddQDQPairToWeight": True}
     else:
         act, extra = QuantType.QUInt8, {"WeightSymmetric": True}
-    if method == "minmax":
-        # Reduce ranges every few batches: without it ORT keeps every intermediate tensor of every batch
-        # (GBs at 224 px with 400+ images); min/max merge exactly, so the result is unchanged.  ORT 1.32
-        # fails ("No data is collected") when the batch count is a multiple of it, so pick one that is not.
-        every = next((k for k in range(4, 9) if n_batches % k), 0)
-        if n_batches > 4 and every:
-            extra["CalibMaxIntermediateOutputs"] = every
     return {"quant_format": QuantFormat.QDQ, "activation_type": act, "weight_type": QuantType.QInt8,
             "per_channel": recipe.per_channel, "reduce_range": recipe.reduce_range, "calibrate_method": calib,
             "extra_options": extra}
@@ -137,9 +130,11 @@ def ort_quantize(float_path: Path, out: Path, batches: Sequence[np.ndarray], rec
                  where: Path | str | None = None) -> None:
     """quantize_static into ``out`` (not atomic: callers write into a temp folder).
 
-    ``ranges`` is the calibration cache: activation ranges are computed on the first call
-    (ORT's minmax, or :mod:`edge_fer.quantize.activation_ranges` for entropy/percentile) and read back
-    by every later call with the same float model, batches and recipe (``--max-drop`` retries).
+    ``ranges`` is the calibration cache: activation ranges are computed on the first call by
+    :mod:`edge_fer.quantize.activation_ranges` (every method, minmax included: ORT's own minmax with
+    ``CalibMaxIntermediateOutputs``, which edge-fer used before recipe 6, dropped each full chunk of
+    batches and kept only the last few batches' ranges) and read back by every later call with the
+    same float model, batches and recipe (``--max-drop`` retries).
     For ``cpu`` the input layer and the attention gates always stay float (:func:`cpu_float_nodes`).
     ``where`` is the user's model, named in errors (``float_path`` is a temp file by then gone).
     """
@@ -151,16 +146,14 @@ def ort_quantize(float_path: Path, out: Path, batches: Sequence[np.ndarray], rec
     logging.getLogger().setLevel(logging.ERROR)  # ORT logs "please pre-process" warnings on the root logger
     try:
         model = onnx.load(str(float_path), load_external_data=False)
-        input_name = model.graph.input[0].name
         if recipe.target == "cpu":
             exclude = list(dict.fromkeys([*exclude, *cpu_float_nodes(model)]))
-        if recipe.method != "minmax" and not ranges.exists():
+        if not ranges.exists():
             hists = activation_ranges.collect(
                 float_path, batches, lambda done, total: log(f"{recipe.method} calibration: batch {done}/{total}"))
             activation_ranges.write_calibration_cache(ranges, hists, recipe.method, symmetric=recipe.target == "jetson")
-        reader = None if ranges.exists() else calibration_reader(batches, input_name)
-        quantize_static(str(float_path), str(out), reader, nodes_to_exclude=list(exclude),
-                        calibration_cache_path=str(ranges), **_ort_settings(recipe, len(batches)))
+        quantize_static(str(float_path), str(out), None, nodes_to_exclude=list(exclude),
+                        calibration_cache_path=str(ranges), **_ort_settings(recipe))
     except EdgeFerError:
         raise
     except Exception as e:

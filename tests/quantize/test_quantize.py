@@ -250,3 +250,18 @@ def test_manifest_helpers_used_by_quantize(fer_mini, tmp_path):
     write_manifest(tmp_path / "m.txt", fer_mini / "val", entries)
     images, desc = load_calibration(str(tmp_path / "m.txt"), 0, 0, SkipReport())
     assert desc["n_images"] == 8 and len(images) == 8
+
+
+def test_minmax_ranges_cover_every_calibration_batch(tiny_onnx, tmp_path):
+    """Only the first batch holds full-range images: the input's range must still reach +-1.
+
+    ORT's chunked minmax (CalibMaxIntermediateOutputs, recipe <= 5) kept only the last chunk's
+    ranges, so here it would have calibrated the input on flat grey images alone.
+    """
+    board = np.indices((64, 64)).sum(0) % 2 * 255  # a black/white checkerboard: -1 and +1 after preprocessing
+    images = [board.astype(np.uint8)] * 10 + [np.full((64, 64), 128, np.uint8)] * 60
+    run(tiny_onnx, tmp_path / "m.onnx", (images, {}), target="jetson", method="minmax")
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    init = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == model.graph.input[0].name)
+    assert float(init[q.input[1]]) == pytest.approx(1.0 / 127, rel=0.01)
