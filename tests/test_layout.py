@@ -85,3 +85,13 @@ def test_stage_functions_take_few_parameters_besides_their_options():
                 if len(params) - len(options) > MAX_STAGE_PARAMETERS:
                     many.add(_name(path, fn))
     assert many <= MANY_PARAMETERS, many - MANY_PARAMETERS
+
+
+def test_every_stage_test_folder_is_collected(pytestconfig):
+    """pytest skips folders named like its norecursedirs (the default list has "build"): tests/build/ must run."""
+    from fnmatch import fnmatch
+
+    ignored = pytestconfig.getini("norecursedirs")
+    folders = [d.name for d in (PACKAGE.parent / "tests").iterdir() if d.is_dir() and d.name in STAGES]
+    assert "build" in folders
+    assert [f for f in folders if any(fnmatch(f, pattern) for pattern in ignored)] == []

@@ -83,6 +83,8 @@ def frontier_markdown(points: Sequence[dict], data: str, machine: str) -> str:
 
 
 def plot_frontier(points: Sequence[dict], path: Path, title: str) -> None:
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
     from edge_fer.artifacts.plots import plt, save_figure
 
     score = "accuracy" if all(p["accuracy"] is not None for p in points) else "top1_agreement"
@@ -97,6 +99,9 @@ def plot_frontier(points: Sequence[dict], path: Path, title: str) -> None:
     ax.plot([p["median_ms"] for p in best], [100 * p[score] for p in best], ls=":", color="black", lw=1,
             label="Pareto frontier")
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"median latency, batch {points[0]['batch']} (ms, log scale)")
     ax.set_ylabel(f"{score.replace('_', ' ')} (%)")
     ax.set_title(title, fontsize=9)
