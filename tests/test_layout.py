@@ -22,7 +22,7 @@ MANY_PARAMETERS = {
     "build/bundle.py:write_bundle", "build/deepstream.py:nvinfer_config",
     "build/jetson.py:_jetson_onnx", "build/jetson.py:build_jetson", "build/openvino.py:_compile",
     "build/openvino.py:build_intel", "build/tensorrt.py:_configure", "export/onnx_export.py:export_checkpoint",
-    "predict/run.py:predict", "predict/run.py:run_video", "quantize/openvino_nncf.py:nncf_quantize",
+    "quantize/openvino_nncf.py:nncf_quantize",
     "quantize/ort.py:ort_quantize", "quantize/sensitivity.py:bound_drop",
 }
 

@@ -276,8 +276,19 @@ class _VideoStats:
         }
 
 
-def run_video(src: Source, runner: Runner, detector: FaceDetector, report: Report, out: Path | None,
-              margin: float, advance: Callable[[int], None] | None = None, max_frames: int | None = None) -> None:
+@dataclass(frozen=True)
+class PredictOptions:
+    """What one ``edge-fer predict`` is asked besides its sources, runner and detector."""
+
+    engine: str = ""  # the artifact's path, which no output may overwrite
+    out: Path | None = None  # annotated images/videos and predictions.json; None: nothing written
+    margin: float = 0.2  # crop margin around each detected face
+    max_frames: int | None = None  # per video or camera
+
+
+def run_video(src: Source, runner: Runner, detector: FaceDetector, report: Report, opts: PredictOptions,
+              advance: Callable[[int], None] | None = None) -> None:
+    out, margin, max_frames = opts.out, opts.margin, opts.max_frames
     cap = _open_video(src)
     source_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     stats = _VideoStats()
@@ -313,14 +324,15 @@ def run_video(src: Source, runner: Runner, detector: FaceDetector, report: Repor
     report.videos.append(stats.record(src.label, source_fps, elapsed, video.final))
 
 
-def predict(sources: Sequence[Source], runner: Runner, detector: FaceDetector, engine: str = "",
-            out: Path | None = None, margin: float = 0.2, progress=None,
-            max_frames: int | None = None, skips: SkipReport | None = None) -> Report:
+def predict(sources: Sequence[Source], runner: Runner, detector: FaceDetector, opts: PredictOptions | None = None,
+            progress=None, skips: SkipReport | None = None) -> Report:
     """Run every source (from :func:`collect_sources`); ``progress`` is an optional rich Progress.
 
     Before anything runs, no output may be one of the inputs (an image, a video, the engine),
     and an existing ``predictions.json`` must be one edge-fer wrote.
     """
+    opts = opts or PredictOptions()
+    engine, out, margin = opts.engine, opts.out, opts.margin
     if out is not None:
         refuse_inputs([out / JSON_NAME, *(out / s.out_name for s in sources if s.kind != "camera")],
                       [*(s.path for s in sources if s.path is not None), *([Path(engine)] if engine else [])])
@@ -345,7 +357,7 @@ def predict(sources: Sequence[Source], runner: Runner, detector: FaceDetector, e
                 cap.release()
             task = progress.add_task(Path(src.label).name, total=total)
             advance = functools.partial(progress.advance, task)
-        run_video(src, runner, detector, report, out, margin, advance, max_frames)
+        run_video(src, runner, detector, report, opts, advance)
     if not report.images and not report.videos and report.skips.skipped:
         raise EdgeFerError(f"{report.skips.skipped[0]}: no readable image among the inputs (undecodable, or over "
                            f"the {max_pixels() / 1e6:.0f} MP cap that EDGE_FER_MAX_PIXELS sets)")
