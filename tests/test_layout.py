@@ -21,7 +21,7 @@ MANY_PARAMETERS = {
     "bench/cache.py:_engine", "bench/cache.py:artifact", "bench/remote.py:run_remote",
     "build/bundle.py:write_bundle", "build/deepstream.py:nvinfer_config",
     "build/jetson.py:_jetson_onnx", "build/jetson.py:build_jetson", "build/openvino.py:_compile",
-    "build/openvino.py:build_intel", "build/tensorrt.py:_configure", "export/onnx_export.py:export_checkpoint",
+    "build/openvino.py:build_intel", "build/tensorrt.py:_configure",
     "quantize/openvino_nncf.py:nncf_quantize",
     "quantize/ort.py:ort_quantize", "quantize/sensitivity.py:bound_drop",
 }
