@@ -9,13 +9,14 @@ import pytest
 from benchmarks.modelopt_eval import check_model, mcnemar, precision_map, qdq_placement
 from edge_fer.build.float16 import float16_onnx
 from edge_fer.data.faces import embedded_faces
+from edge_fer.quantize.options import QuantizeOptions
 from edge_fer.quantize.run import quantize
 
 
 def test_placement_of_the_jetson_qdq(tiny_onnx):
     """edge-fer's jetson recipe read back: symmetric int8, per-channel float weights through Q/DQ pairs."""
     out = tiny_onnx.with_name("jetson.onnx")
-    quantize(tiny_onnx, out, embedded_faces()[:24], target="jetson")
+    quantize(tiny_onnx, out, embedded_faces()[:24], QuantizeOptions(target="jetson"))
     p = qdq_placement(onnx.load(str(out)))
     convs = p["ops"]["Conv"]
     assert p["symmetric"] and p["zero_point_types"] == ["INT8"] and p["edge_fer_tensorrt_rules"] == []

@@ -77,6 +77,7 @@ def artifact(cache: Path, ckpt: Checkpoint, backend: str, precision: str, calib:
     """
     from edge_fer.build.openvino import build_intel_float
     from edge_fer.export.onnx_export import export_checkpoint
+    from edge_fer.quantize.options import QuantizeOptions
     from edge_fer.quantize.run import quantize
 
     onnx_fp32 = cache / "fernet-fp32.onnx"
@@ -101,7 +102,7 @@ def artifact(cache: Path, ckpt: Checkpoint, backend: str, precision: str, calib:
             if precision == "int8-naive":
                 _naive_ort_int8(onnx_fp32, path, calib)
             else:
-                quantize(onnx_fp32, path, calib, target="cpu")
+                quantize(onnx_fp32, path, calib, QuantizeOptions(target="cpu"))
 
         return _cached(path, source, ort_int8)
     if precision == "int8":
@@ -109,7 +110,7 @@ def artifact(cache: Path, ckpt: Checkpoint, backend: str, precision: str, calib:
 
         def nncf_int8() -> None:
             log("quantize -> OpenVINO int8 (NNCF)")
-            quantize(onnx_fp32, path, calib, target="intel")
+            quantize(onnx_fp32, path, calib, QuantizeOptions(target="intel"))
 
         return _cached(path, source, nncf_int8)
     path = cache / "fernet-fp32.xml"  # bf16/fp16 are compile-time choices on the same fp32 IR
@@ -126,6 +127,7 @@ def _engine(cache: Path, onnx_fp32: Path, precision: str, calib: list[np.ndarray
     """A TensorRT engine built here (fp16 from the float ONNX, int8 from the jetson QDQ ONNX)."""
     from edge_fer.build.jetson import build_jetson
     from edge_fer.build.tensorrt import EngineSettings
+    from edge_fer.quantize.options import QuantizeOptions
     from edge_fer.quantize.run import quantize
 
     source, path = onnx_fp32, cache / "fernet-fp16.engine"
@@ -135,7 +137,7 @@ def _engine(cache: Path, onnx_fp32: Path, precision: str, calib: list[np.ndarray
 
         def jetson_int8() -> None:
             log("quantize -> TensorRT QDQ ONNX")
-            quantize(onnx_fp32, qdq, calib, target="jetson")
+            quantize(onnx_fp32, qdq, calib, QuantizeOptions(target="jetson"))
 
         _cached(qdq, key, jetson_int8)
 

@@ -40,44 +40,43 @@ def _float32_nodes(graph: onnx.GraphProto) -> set[int]:
     return keep
 
 
-def float16_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` computing in fp16 where safe, float32 I/O; raises ValueError if it is not a float model."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    graph = inferred.graph
-    types = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.output, *graph.value_info)}
-    types.update({t.name: t.data_type for t in graph.initializer})
-    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node):
-        raise ValueError("a quantized (QDQ) model: convert the float ONNX to fp16, not the INT8 one")
-    keep = _float32_nodes(graph)
-    init = {t.name: t for t in graph.initializer}
+def _half_initializers(graph: onnx.GraphProto, keep: set[int]) -> set[str]:
+    """Float32 initializers that only fp16 nodes read: they are stored as fp16."""
     consumers: dict[str, list[int]] = {}
     for i, node in enumerate(graph.node):
         for x in node.input:
             consumers.setdefault(x, []).append(i)
-    half_init = {name for name, t in init.items() if t.data_type == TensorProto.FLOAT
-                 and all(i not in keep for i in consumers.get(name, []))}
-    current = {name: (TensorProto.FLOAT16 if name in half_init else t.data_type) for name, t in init.items()}
-    current.update({v.name: v.type.tensor_type.elem_type for v in graph.input})
-    nodes: list[onnx.NodeProto] = []
-    casts: dict[tuple[str, int], str] = {}
+    return {t.name for t in graph.initializer if t.data_type == TensorProto.FLOAT
+            and all(i not in keep for i in consumers.get(t.name, []))}
 
-    def as_type(name: str, want: int) -> str:
-        if current.get(name) not in FLOATS or current[name] == want:
+
+class _Retyper:
+    """The converted node list, with the element type of every tensor so far and one Cast per (tensor, type)."""
+
+    def __init__(self, current: dict[str, int]) -> None:
+        self.current = current
+        self.nodes: list[onnx.NodeProto] = []
+        self.casts: dict[tuple[str, int], str] = {}
+
+    def as_type(self, name: str, want: int) -> str:
+        """``name`` as a ``want`` tensor: itself, or the output of a Cast added before its first reader."""
+        if self.current.get(name) not in FLOATS or self.current[name] == want:
             return name
         key = (name, want)
-        if key not in casts:
-            casts[key] = f"{name}_as_{'fp16' if want == TensorProto.FLOAT16 else 'fp32'}"
-            nodes.append(helper.make_node("Cast", [name], [casts[key]], name=f"cast_{casts[key]}", to=want))
-            current[casts[key]] = want
-        return casts[key]
+        if key not in self.casts:
+            self.casts[key] = f"{name}_as_{'fp16' if want == TensorProto.FLOAT16 else 'fp32'}"
+            self.nodes.append(helper.make_node("Cast", [name], [self.casts[key]], name=f"cast_{self.casts[key]}",
+                                               to=want))
+            self.current[self.casts[key]] = want
+        return self.casts[key]
 
-    for i, source in enumerate(graph.node):
+    def add(self, source: onnx.NodeProto, want: int, types: dict[str, int]) -> None:
+        """A copy of ``source`` computing in ``want``: inputs cast, float constants and Casts retyped."""
         node = onnx.NodeProto()
         node.CopyFrom(source)
-        want = TensorProto.FLOAT if i in keep else TensorProto.FLOAT16
         fixed = FLOAT32_INPUTS.get(node.op_type, set())
         if node.op_type not in ("Shape", "Size"):  # type-agnostic: they read shapes, not values
-            node.input[:] = [as_type(x, TensorProto.FLOAT if k in fixed else want) if x else x
+            node.input[:] = [self.as_type(x, TensorProto.FLOAT if k in fixed else want) if x else x
                              for k, x in enumerate(node.input)]
         for attr in node.attribute:
             if node.op_type == "Constant" and attr.name == "value" and attr.t.data_type == TensorProto.FLOAT \
@@ -87,20 +86,41 @@ def float16_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
                 attr.i = want
         for out in node.output:
             kind = types.get(out, TensorProto.FLOAT if node.op_type == "Constant" else None)
-            current[out] = want if kind in FLOATS else kind
-        nodes.append(node)
-    for output in graph.output:  # outputs keep their float32 type: cast back under a new internal name
-        if current.get(output.name) == TensorProto.FLOAT16:
-            inner = f"{output.name}_fp16"
-            for node in nodes:
-                node.output[:] = [inner if x == output.name else x for x in node.output]
-                node.input[:] = [inner if x == output.name else x for x in node.input]
-            nodes.append(helper.make_node("Cast", [inner], [output.name], name=f"cast_{output.name}_fp32",
-                                          to=TensorProto.FLOAT))
+            self.current[out] = want if kind in FLOATS else kind
+        self.nodes.append(node)
+
+    def cast_outputs(self, outputs) -> None:
+        """Outputs keep their float32 type: an fp16 one is cast back under a new internal name."""
+        for output in outputs:
+            if self.current.get(output.name) == TensorProto.FLOAT16:
+                inner = f"{output.name}_fp16"
+                for node in self.nodes:
+                    node.output[:] = [inner if x == output.name else x for x in node.output]
+                    node.input[:] = [inner if x == output.name else x for x in node.input]
+                self.nodes.append(helper.make_node("Cast", [inner], [output.name], name=f"cast_{output.name}_fp32",
+                                                   to=TensorProto.FLOAT))
+
+
+def float16_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` computing in fp16 where safe, float32 I/O; raises ValueError if it is not a float model."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.output, *graph.value_info)}
+    types.update({t.name: t.data_type for t in graph.initializer})
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node):
+        raise ValueError("a quantized (QDQ) model: convert the float ONNX to fp16, not the INT8 one")
+    keep = _float32_nodes(graph)
+    half_init = _half_initializers(graph, keep)
+    current = {t.name: (TensorProto.FLOAT16 if t.name in half_init else t.data_type) for t in graph.initializer}
+    current.update({v.name: v.type.tensor_type.elem_type for v in graph.input})
+    retyper = _Retyper(current)
+    for i, source in enumerate(graph.node):
+        retyper.add(source, TensorProto.FLOAT if i in keep else TensorProto.FLOAT16, types)
+    retyper.cast_outputs(graph.output)
     out = onnx.ModelProto()
     out.CopyFrom(model)
     del out.graph.node[:]
-    out.graph.node.extend(nodes)
+    out.graph.node.extend(retyper.nodes)
     del out.graph.value_info[:]  # stale float32 annotations; types follow from the graph
     for t in out.graph.initializer:
         if t.name in half_init:

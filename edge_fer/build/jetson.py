@@ -26,6 +26,7 @@ def _jetson_onnx(onnx_path: Path, proto: onnx.ModelProto, info: ModelInfo, setti
                  work: Path, calib: str | None, size: int, seed: int,
                  log) -> tuple[Path, dict | None, list, dict | None]:
     """(ONNX for TensorRT, quantize report, implicit-calibration batches, calibration description)."""
+    from edge_fer.quantize.options import QuantizeOptions
     from edge_fer.quantize.run import quantize
     from edge_fer.quantize.tensorrt_qdq import check_tensorrt_qdq
 
@@ -58,7 +59,7 @@ def _jetson_onnx(onnx_path: Path, proto: onnx.ModelProto, info: ModelInfo, setti
         return onnx_path, None, [], None
     images, desc = calibration_images(calib, size, seed, log)
     qdq = work / "model.int8.onnx"
-    report = quantize(onnx_path, qdq, images, target="jetson", calibration=desc, log=log)
+    report = quantize(onnx_path, qdq, images, QuantizeOptions(target="jetson"), calibration=desc, log=log)
     return qdq, report, [], desc
 
 

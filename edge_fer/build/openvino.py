@@ -149,10 +149,12 @@ def build_intel(model: Path | str, out: Path | str, precision: str = "fp32", dev
             xml = stage / "model.xml"
             provenance = {"edge_fer.source_onnx_sha256": onnx_sha}
             if precision == "int8":
+                from edge_fer.quantize.options import QuantizeOptions
                 from edge_fer.quantize.run import quantize
 
                 images, desc = calibration_images(calib, size, seed, log)
-                quantized = quantize(onnx_path, xml, images, target="intel", calibration=desc, log=log)
+                quantized = quantize(onnx_path, xml, images, QuantizeOptions(target="intel"), calibration=desc,
+                                     log=log)
                 # quantized in the staging folder: the report names the file where it ends up
                 (stage / "model.json").unlink()
                 write_json(stage / "quantize.json", {**quantized, "output": str(out / "model.xml")})

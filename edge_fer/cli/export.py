@@ -25,11 +25,11 @@ def export(
 ) -> None:
     """Export to ONNX and verify it against PyTorch on real faces (fails on mismatch)."""
     from edge_fer.artifacts.checkpoint import load_checkpoint
-    from edge_fer.export.onnx_export import export_checkpoint, verification_faces
+    from edge_fer.export.onnx_export import ExportOptions, export_checkpoint, verification_faces
 
     ckpt = load_checkpoint(checkpoint_path(checkpoint))
     faces = verification_faces(calib)
-    cmp = export_checkpoint(ckpt, output, faces, opset, dynamic_batch, img_size, tolerance)
+    cmp = export_checkpoint(ckpt, output, faces, ExportOptions(opset, dynamic_batch, img_size, tolerance))
     console.print(f"wrote {output} (opset {opset}); verified vs PyTorch on {cmp}")
 
 

@@ -47,10 +47,12 @@ def _run(sources, runner, detector, path: Path, out: Path | None, skips):
     """The predict stage under a transient progress bar."""
     from rich.progress import Progress
 
+    from edge_fer.predict.run import PredictOptions
     from edge_fer.predict.run import predict as run_predict
 
     with Progress(console=console, transient=True) as progress:
-        return run_predict(sources, runner, detector, str(path), out, progress=progress, skips=skips)
+        return run_predict(sources, runner, detector, PredictOptions(str(path), out), progress=progress,
+                           skips=skips)
 
 
 def _print_report(report, out: Path | None, json_out: bool) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -76,10 +77,21 @@ def verify(reference: TorchRunner, candidate_path: Path | str, faces: Sequence[n
     return cmp
 
 
-def export_checkpoint(ckpt: Checkpoint, out: Path | str, faces: Sequence[np.ndarray], opset: int = 17,
-                      dynamic_batch: bool = True, img_size: int | None = None,
-                      tolerance: float = 1e-3) -> Comparison:
+@dataclass(frozen=True)
+class ExportOptions:
+    """What one ``edge-fer export`` is asked besides the checkpoint, the output and the verification faces."""
+
+    opset: int = 17
+    dynamic_batch: bool = True
+    img_size: int | None = None  # None: the checkpoint's
+    tolerance: float = 1e-3  # max |logit difference| to PyTorch
+
+
+def export_checkpoint(ckpt: Checkpoint, out: Path | str, faces: Sequence[np.ndarray],
+                      opts: ExportOptions | None = None) -> Comparison:
     """Export, verify on ``faces`` against PyTorch, and only then move the file into place."""
+    opts = opts or ExportOptions()
+    opset, dynamic_batch, img_size, tolerance = opts.opset, opts.dynamic_batch, opts.img_size, opts.tolerance
     if not (math.isfinite(tolerance) and tolerance >= 0):
         raise EdgeFerError(f"--tolerance {tolerance}: give a finite number >= 0")
     if opset < 17:

@@ -206,8 +206,8 @@ def frames(cap: cv2.VideoCapture, decode_times: list[float]) -> Iterator[np.ndar
         yield frame
 
 
-def run_video(src: Source, runner: Runner, detector: FaceDetector, report: Report, out: Path | None,
-              margin: float, advance: Callable[[int], None] | None = None, max_frames: int | None = None) -> None:
+def _open_video(src: Source) -> cv2.VideoCapture:
+    """The capture of a video or camera; a one-line error if OpenCV cannot open it or its frames exceed the cap."""
     cap = cv2.VideoCapture(src.camera if src.kind == "camera" else str(src.path))
     if not cap.isOpened():
         raise EdgeFerError(f"{src.label}: OpenCV cannot open it as a video"
@@ -218,72 +218,121 @@ def run_video(src: Source, runner: Runner, detector: FaceDetector, report: Repor
         cap.release()
         raise EdgeFerError(f"{src.label}: frames of {pixels / 1e6:.0f} MP exceed the {max_pixels() / 1e6:.0f} MP "
                            "cap; set EDGE_FER_MAX_PIXELS to allow them")
+    return cap
+
+
+class _AnnotatedVideo:
+    """The annotated mp4 of one video under ``out`` (none without it): written to a hidden partial file,
+    renamed into place only when the whole video went through, so no partial video is left behind."""
+
+    def __init__(self, out: Path | None, name: str, fps: float) -> None:
+        self.out, self.name, self.fps = out, name, fps
+        self.writer: cv2.VideoWriter | None = None
+        self.partial: Path | None = None
+        self.final: Path | None = None
+
+    def write(self, frame: np.ndarray, faces: Sequence[Face]) -> None:
+        if self.out is None:
+            return
+        if self.writer is None:  # opened on the first frame, which gives the size
+            self.final = self.out / self.name
+            self.partial = self.final.with_name(f".{self.final.stem}.partial.mp4")
+            h, w = frame.shape[:2]
+            self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"),
+                                          self.fps if self.fps > 0 else 25.0, (w, h))
+            if not self.writer.isOpened():
+                raise EdgeFerError(f"{self.final}: OpenCV cannot write an mp4v video here")
+        self.writer.write(annotate(frame, faces))
+
+    def close(self, complete: bool) -> None:
+        """Rename the video into place if ``complete``, else delete the partial file."""
+        if self.writer is not None:
+            self.writer.release()
+        if self.writer is not None and complete:
+            os.replace(self.partial, self.final)
+        elif self.partial is not None:
+            self.partial.unlink(missing_ok=True)
+
+
+@dataclass
+class _VideoStats:
+    """Counts and per-stage times of one video, for its entry in ``predictions.json``."""
+
+    frames: int = 0
+    faces: int = 0
+    no_face: int = 0
+    decode: list[float] = field(default_factory=list)
+    detect: list[float] = field(default_factory=list)
+    classify: list[float] = field(default_factory=list)
+
+    def record(self, label: str, source_fps: float, elapsed: float, annotated: Path | None) -> dict:
+        n = self.frames
+        return {
+            "file": label, "frames": n, "faces": self.faces, "frames_without_face": self.no_face,
+            "source_fps": round(source_fps, 3), "fps": round(n / elapsed, 2) if elapsed > 0 else None,
+            "stage_ms_median": {"decode": ms_median(self.decode), "detect": ms_median(self.detect),
+                                "classify": ms_median(self.classify)},
+            "annotated": str(annotated) if annotated is not None and n else None,
+        }
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """What one ``edge-fer predict`` is asked besides its sources, runner and detector."""
+
+    engine: str = ""  # the artifact's path, which no output may overwrite
+    out: Path | None = None  # annotated images/videos and predictions.json; None: nothing written
+    margin: float = 0.2  # crop margin around each detected face
+    max_frames: int | None = None  # per video or camera
+
+
+def run_video(src: Source, runner: Runner, detector: FaceDetector, report: Report, opts: PredictOptions,
+              advance: Callable[[int], None] | None = None) -> None:
+    out, margin, max_frames = opts.out, opts.margin, opts.max_frames
+    cap = _open_video(src)
     source_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    decode: list[float] = []
-    detect: list[float] = []
-    classify_t: list[float] = []
-    writer = None
-    partial = final = None
-    n = n_faces = no_face = 0
+    stats = _VideoStats()
+    video = _AnnotatedVideo(out, src.out_name, source_fps)
     start = time.perf_counter()
     try:
-        for frame in frames(cap, decode):
+        for frame in frames(cap, stats.decode):
             t0 = time.perf_counter()
             boxes = detector(frame)
             t1 = time.perf_counter()
             faces = classify(runner, frame, boxes, margin)
             t2 = time.perf_counter()
-            detect.append(t1 - t0)
-            classify_t.append(t2 - t1)
-            report.add(src.label, n, faces)
-            n_faces += len(faces)
-            no_face += not faces
-            if out is not None:
-                if writer is None:
-                    final = out / src.out_name
-                    partial = final.with_name(f".{final.stem}.partial.mp4")
-                    h, w = frame.shape[:2]
-                    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"),
-                                             source_fps if source_fps > 0 else 25.0, (w, h))
-                    if not writer.isOpened():
-                        raise EdgeFerError(f"{final}: OpenCV cannot write an mp4v video here")
-                writer.write(annotate(frame, faces))
-            n += 1
+            stats.detect.append(t1 - t0)
+            stats.classify.append(t2 - t1)
+            report.add(src.label, stats.frames, faces)
+            stats.faces += len(faces)
+            stats.no_face += not faces
+            video.write(frame, faces)
+            stats.frames += 1
             if advance is not None:
                 advance(1)
-            if max_frames is not None and n >= max_frames:
+            if max_frames is not None and stats.frames >= max_frames:
                 break
     except KeyboardInterrupt:  # stopping a camera with Ctrl-C still writes what was seen
         if src.kind != "camera":
             raise
     finally:
         cap.release()
-        if writer is not None:
-            writer.release()
-        if writer is not None and n and sys.exc_info()[0] is None:
-            os.replace(partial, final)
-        elif partial is not None:
-            partial.unlink(missing_ok=True)  # failed or interrupted: no partial video left behind
+        video.close(bool(stats.frames) and sys.exc_info()[0] is None)
     elapsed = time.perf_counter() - start
-    if n == 0:
+    if stats.frames == 0:
         raise EdgeFerError(f"{src.label}: no frame could be decoded (unsupported codec or empty video)")
-    report.videos.append({
-        "file": src.label, "frames": n, "faces": n_faces, "frames_without_face": no_face,
-        "source_fps": round(source_fps, 3), "fps": round(n / elapsed, 2) if elapsed > 0 else None,
-        "stage_ms_median": {"decode": ms_median(decode), "detect": ms_median(detect),
-                            "classify": ms_median(classify_t)},
-        "annotated": str(final) if final is not None and n else None,
-    })
+    report.videos.append(stats.record(src.label, source_fps, elapsed, video.final))
 
 
-def predict(sources: Sequence[Source], runner: Runner, detector: FaceDetector, engine: str = "",
-            out: Path | None = None, margin: float = 0.2, progress=None,
-            max_frames: int | None = None, skips: SkipReport | None = None) -> Report:
+def predict(sources: Sequence[Source], runner: Runner, detector: FaceDetector, opts: PredictOptions | None = None,
+            progress=None, skips: SkipReport | None = None) -> Report:
     """Run every source (from :func:`collect_sources`); ``progress`` is an optional rich Progress.
 
     Before anything runs, no output may be one of the inputs (an image, a video, the engine),
     and an existing ``predictions.json`` must be one edge-fer wrote.
     """
+    opts = opts or PredictOptions()
+    engine, out, margin = opts.engine, opts.out, opts.margin
     if out is not None:
         refuse_inputs([out / JSON_NAME, *(out / s.out_name for s in sources if s.kind != "camera")],
                       [*(s.path for s in sources if s.path is not None), *([Path(engine)] if engine else [])])
@@ -308,7 +357,7 @@ def predict(sources: Sequence[Source], runner: Runner, detector: FaceDetector, e
                 cap.release()
             task = progress.add_task(Path(src.label).name, total=total)
             advance = functools.partial(progress.advance, task)
-        run_video(src, runner, detector, report, out, margin, advance, max_frames)
+        run_video(src, runner, detector, report, opts, advance)
     if not report.images and not report.videos and report.skips.skipped:
         raise EdgeFerError(f"{report.skips.skipped[0]}: no readable image among the inputs (undecodable, or over "
                            f"the {max_pixels() / 1e6:.0f} MP cap that EDGE_FER_MAX_PIXELS sets)")

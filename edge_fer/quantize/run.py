@@ -60,6 +60,7 @@ from edge_fer.export.onnx_io import graph_dims, load_onnx, save_onnx, set_metada
 from edge_fer.platform import peak_rss_mb
 from edge_fer.quantize.exclude import resolve_exclude
 from edge_fer.quantize.openvino_nncf import float_convolutions, nncf_qdq, nncf_quantize
+from edge_fer.quantize.options import QuantizeOptions
 from edge_fer.quantize.ort import OrtRecipe, cpu_float_nodes, ort_quantize, prepare_float
 from edge_fer.quantize.qat import QatOptions
 from edge_fer.quantize.qat_select import QatContext, budget_from, check_qat_args, run_qat
@@ -169,15 +170,13 @@ def load_val(folder: Path | str, info: ModelInfo, skips) -> tuple[list[np.ndarra
     return images, labels
 
 
-def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.ndarray], target: str = "cpu",
-             method: str | None = None, per_channel: bool = True, exclude: Sequence[str] = (),
-             calibration: dict | None = None, classes: str | None = None, img_size: int | None = None,
-             max_drop: float | None = None, val: str | Path | None = None, reduce_range: bool | None = None,
-             log: Callable[[str], None] = lambda _msg: None, qat: QatOptions | None = None,
-             min_agreement: float | None = None, console=None) -> dict:
+def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.ndarray],
+             opts: QuantizeOptions | None = None, calibration: dict | None = None,
+             log: Callable[[str], None] = lambda _msg: None, console=None) -> dict:
     """Quantize ``onnx_path`` to INT8 for ``target``; writes the model and ``OUT.json``; returns the report.
 
-    With ``max_drop`` and a labelled ``val`` folder, the most quantization-sensitive
+    ``opts`` None: the defaults of :class:`QuantizeOptions`.  With ``max_drop`` and a labelled ``val``
+    folder, the most quantization-sensitive
     layers are kept float until top-1 accuracy drops by at most ``max_drop`` percentage
     points (the same unit as ``edge-fer bench --max-drop``).  ``reduce_range`` None
     picks 7- or 8-bit weights from this host's CPU (:func:`weight_range`); ``method``
@@ -186,26 +185,29 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
     ``min_agreement`` percent) only where PTQ misses it, instead of keeping layers float.
     """
     start = time.perf_counter()
-    check_qat_args(qat, min_agreement)
-    method = check_choices(target, method, max_drop is not None or min_agreement is not None, val)
+    opts = opts or QuantizeOptions()
+    target, max_drop, val = opts.target, opts.max_drop, opts.val
+    check_qat_args(opts.qat, opts.min_agreement)
+    method = check_choices(target, opts.method, max_drop is not None or opts.min_agreement is not None, val)
     onnx_path = Path(onnx_path)
     manifest = (calibration or {}).get("source") if (calibration or {}).get("kind") == "manifest" else None
     outputs = check_outputs(onnx_path, Path(out_path), target, manifest)
     out, report_file = outputs[0], outputs[1]
-    proto, info = load_onnx(onnx_path, classes, img_size)
+    proto, info = load_onnx(onnx_path, opts.classes, opts.img_size)
     calib_images, held = calibration_split(images)
     static = graph_dims(proto, "input")[:1]
     from edge_fer.data.dataset import SkipReport
     val_skips = SkipReport()
-    narrow, why = weight_range(target, reduce_range)
-    job = _Job(target, method, per_channel, narrow, exclude, info, output_metadata(proto, info, target, method),
+    narrow, why = weight_range(target, opts.reduce_range)
+    job = _Job(target, method, opts.per_channel, narrow, opts.exclude, info,
+               output_metadata(proto, info, target, method),
                make_batches(calib_images, info, static[0] if static and static[0] else CALIB_BATCH),
                load_val(val, info, val_skips) if val is not None else None,
                None if max_drop is None else max_drop / 100.0, onnx_path, log,  # points -> fraction of accuracy
-               qat is None and val is not None)
+               opts.qat is None and val is not None)
     report: dict = {"format": REPORT_FORMAT, "model": str(onnx_path), "output": str(out),
                     "target": target, "method": method, "recipe": RECIPE,
-                    "per_channel": per_channel, "reduce_range": {"enabled": narrow, "reason": why},
+                    "per_channel": opts.per_channel, "reduce_range": {"enabled": narrow, "reason": why},
                     "calibration": {**(calibration or {}), "used": len(calib_images), "held_out": len(held)}}
     with staging_dir(out) as work:  # beside the output: removed on every exit, never left in /tmp
         (work / "out").mkdir()  # the files to commit, apart from the working files (whatever -o is named)
@@ -216,8 +218,9 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
             report.update(_quantize_intel(job, float_path, staged))
         else:
             report.update(_quantize_ort(job, float_path, work, staged, out))
-        if qat is not None:
-            report["qat"] = _qat(job, qat, float_path, held, staged, budget_from(max_drop, min_agreement), console)
+        if opts.qat is not None:
+            report["qat"] = _qat(job, opts.qat, float_path, held, staged, budget_from(max_drop, opts.min_agreement),
+                                 console)
         report["quantize_seconds"] = round(time.perf_counter() - start, 2)
         if held:
             reference = open_for_target(float_path, info)

@@ -35,6 +35,7 @@ from edge_fer.data.faces import embedded_faces
 from edge_fer.data.preprocessing import Preprocessing, preprocess
 from edge_fer.export.onnx_export import export_checkpoint
 from edge_fer.platform import jetpack_release, l4t_release
+from edge_fer.quantize.options import QuantizeOptions
 from edge_fer.quantize.run import quantize
 from edge_fer.quantize.tensorrt_qdq import check_tensorrt_qdq
 
@@ -51,7 +52,7 @@ def faces() -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def jetson_qdq(tiny_onnx, faces) -> Path:
     out = tiny_onnx.with_name("model.jetson.onnx")
-    quantize(tiny_onnx, out, faces[:40], target="jetson")
+    quantize(tiny_onnx, out, faces[:40], QuantizeOptions(target="jetson"))
     return out
 
 
@@ -182,7 +183,7 @@ def test_jetson_qdq_of_the_reference_model_is_judged_with_tensorrt_numerics(refe
     from edge_fer.quantize.calibration import load_calibration
 
     images, desc = load_calibration(str(fer_mini / "val"), 64, 0, SkipReport())
-    report = quantize(reference_onnx, tmp_path / "j.onnx", images, target="jetson", calibration=desc)
+    report = quantize(reference_onnx, tmp_path / "j.onnx", images, QuantizeOptions(target="jetson"), calibration=desc)
     simulated = OrtRunner.open(tmp_path / "j.onnx")  # the artifact's metadata says jetson
     assert "simulated" in simulated.settings["int8"]
     faces = preprocess(load_calibration(str(fer_mini / "test"), 96, 1, SkipReport())[0], simulated.info.preprocessing)

@@ -39,7 +39,7 @@ from safetensors.torch import load_file, save_file
 from edge_fer.artifacts.checkpoint import Checkpoint, save_checkpoint
 from edge_fer.data.faces import embedded_faces
 from edge_fer.data.preprocessing import Preprocessing
-from edge_fer.export.onnx_export import export_checkpoint
+from edge_fer.export.onnx_export import ExportOptions, export_checkpoint
 from edge_fer.model.fernet import FERNet, FERNetConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -190,7 +190,8 @@ def corpus(tmp_path_factory) -> Path:
     from edge_fer.artifacts.checkpoint import load_checkpoint
     faces = embedded_faces()
     export_checkpoint(load_checkpoint(root / "ckpt"), root / "model.onnx", faces[:16])
-    export_checkpoint(load_checkpoint(root / "ckpt"), root / "static.onnx", faces[:16], dynamic_batch=False)
+    export_checkpoint(load_checkpoint(root / "ckpt"), root / "static.onnx", faces[:16],
+                      ExportOptions(dynamic_batch=False))
     for c, name in enumerate(("angry", "happy")):
         (root / "data" / name).mkdir(parents=True)
         for i in range(8):

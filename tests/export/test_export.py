@@ -15,7 +15,7 @@ from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.backends import open_runner
 from edge_fer.backends.torch_backend import TorchRunner
 from edge_fer.data.faces import embedded_faces
-from edge_fer.export.onnx_export import export_checkpoint, verify
+from edge_fer.export.onnx_export import ExportOptions, export_checkpoint, verify
 from edge_fer.export.onnx_io import save_onnx
 
 
@@ -35,7 +35,8 @@ def test_export_is_opset_17_with_metadata_and_runs_at_its_size(tiny_checkpoint: 
 
 def test_static_batch_and_other_size(tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "m96.onnx"
-    export_checkpoint(load_checkpoint(tiny_checkpoint), out, embedded_faces()[:8], dynamic_batch=False, img_size=96)
+    export_checkpoint(load_checkpoint(tiny_checkpoint), out, embedded_faces()[:8],
+                      ExportOptions(dynamic_batch=False, img_size=96))
     dims = [d.dim_value for d in onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 3, 96, 96]
 
@@ -60,7 +61,8 @@ def test_failed_export_leaves_no_file(tiny_checkpoint: Path, tmp_path: Path) -> 
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(EdgeFerError):
-        export_checkpoint(load_checkpoint(tiny_checkpoint), out / "m.onnx", embedded_faces(), tolerance=-1)
+        export_checkpoint(load_checkpoint(tiny_checkpoint), out / "m.onnx", embedded_faces(),
+                          ExportOptions(tolerance=-1))
     assert list(out.iterdir()) == []
     with pytest.raises(EdgeFerError, match="does not exist"):
         export_checkpoint(load_checkpoint(tiny_checkpoint), tmp_path / "no" / "m.onnx", embedded_faces())

@@ -20,6 +20,7 @@ from edge_fer.data.faces import embedded_faces
 from edge_fer.data.preprocessing import Preprocessing, preprocess
 from edge_fer.quantize.calibration import load_calibration
 from edge_fer.quantize.onnx_torch import OnnxModule
+from edge_fer.quantize.options import QuantizeOptions
 from edge_fer.quantize.qat import QatOptions
 from edge_fer.quantize.run import quantize
 from edge_fer.quantize.tensorrt_qdq import check_tensorrt_qdq
@@ -41,7 +42,7 @@ def qat_opts(fer_mini: Path, **kw) -> QatOptions:
 
 def run(tiny_onnx, out, calib, **kw):
     images, desc = calib
-    return quantize(tiny_onnx, out, images, calibration=desc, **kw)
+    return quantize(tiny_onnx, out, images, QuantizeOptions(**kw), calibration=desc)
 
 
 def test_float_graph_runs_like_onnx_runtime(tiny_onnx, batch):

@@ -17,6 +17,7 @@ from edge_fer.data.dataset import SkipReport
 from edge_fer.data.preprocessing import preprocess
 from edge_fer.export.onnx_io import load_onnx, save_onnx
 from edge_fer.quantize.calibration import load_calibration, make_manifest, write_manifest
+from edge_fer.quantize.options import QuantizeOptions
 from edge_fer.quantize.run import quantize
 from edge_fer.quantize.tensorrt_qdq import check_tensorrt_qdq
 
@@ -28,7 +29,7 @@ def calib(fer_mini):
 
 def run(tiny_onnx, out, calib, **kw):
     images, desc = calib
-    return quantize(tiny_onnx, out, images, calibration=desc, **kw)
+    return quantize(tiny_onnx, out, images, QuantizeOptions(**kw), calibration=desc)
 
 
 def test_cpu_loads_in_ort_with_metadata_and_report(tiny_onnx, calib, tmp_path):
