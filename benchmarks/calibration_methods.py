@@ -98,6 +98,16 @@ def markdown(rows: list[dict], n: int, float_acc: float) -> str:
     return "\n".join(lines)
 
 
+def float_reference(work: Path):
+    """The shipped model exported into ``work`` with ``edge-fer export`` (as a user would), its ORT runner,
+    FER+ test (images, labels) and the float logits on it: what every benchmark here compares against."""
+    fp32 = work / "fernet.onnx"
+    subprocess.run([*EDGE_FER, "export", str(MODEL), "-o", str(fp32)], check=True, capture_output=True)
+    runner = open_runner(fp32, threads=2)
+    images, labels = load_labelled(DATA / "test", runner.info.classes, SkipReport())
+    return fp32, runner, images, labels, batched_logits(runner, images, runner.info.preprocessing)
+
+
 def main() -> None:
     from rich.console import Console
 
@@ -105,12 +115,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        fp32 = work / "fernet.onnx"
-        subprocess.run([*EDGE_FER, "export", str(MODEL), "-o", str(fp32)], check=True, capture_output=True)
-        reference_runner = open_runner(fp32, threads=2)
+        fp32, reference_runner, images, labels, reference = float_reference(work)
         preprocessing = reference_runner.info.preprocessing
-        images, labels = load_labelled(DATA / "test", reference_runner.info.classes, SkipReport())
-        reference = batched_logits(reference_runner, images, preprocessing)
         float_acc = float((reference.argmax(1) == labels).mean())
         for target, method in RUNS:
             row = {"target": target, "method": method, **quantize(fp32, target, method, work)}

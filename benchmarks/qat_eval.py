@@ -24,14 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from calibration_methods import DATA, EDGE_FER, MODEL, machine_name, versions  # noqa: E402
+from calibration_methods import DATA, EDGE_FER, float_reference, machine_name, versions  # noqa: E402
+from rich.console import Console  # noqa: E402
 
 from edge_fer import platform as host  # noqa: E402
 from edge_fer.artifacts.atomic import write_json, write_text  # noqa: E402
 from edge_fer.artifacts.plots import save_figure  # noqa: E402
 from edge_fer.backends import open_runner  # noqa: E402
 from edge_fer.bench.measure import parity, time_interleaved  # noqa: E402
-from edge_fer.data.dataset import SkipReport, load_labelled  # noqa: E402
 from edge_fer.data.faces import embedded_faces  # noqa: E402
 from edge_fer.data.preprocessing import preprocess  # noqa: E402
 from edge_fer.train.metrics import NEAR_TIE, batched_logits, top2_gap  # noqa: E402
@@ -105,18 +105,15 @@ def main() -> None:
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--iters", type=int, default=200)
     args = parser.parse_args()
+    console = Console()
     qat_args = ["--qat", str(DATA / "train"), "--qat-images", str(args.qat_images), "--qat-epochs",
                 str(args.qat_epochs)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        fp32 = work / "fernet.onnx"
-        subprocess.run([*EDGE_FER, "export", str(MODEL), "-o", str(fp32)], check=True, capture_output=True)
-        reference_runner = open_runner(fp32, threads=2)
+        fp32, reference_runner, images, labels, reference = float_reference(work)
         info = reference_runner.info
-        images, labels = load_labelled(DATA / "test", info.classes, SkipReport())
         faces = embedded_faces()
-        reference = batched_logits(reference_runner, images, info.preprocessing)
         reference_faces = batched_logits(reference_runner, faces, info.preprocessing)
         batch = preprocess(images[:1], info.preprocessing)
         for target in args.targets.split(","):
@@ -139,7 +136,7 @@ def main() -> None:
             for kind in ("ptq", "qat"):
                 row[kind]["median_ms"] = lat[kind].summary()["median_ms"]
             rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "qat"}), flush=True)
+            console.print_json(json.dumps({k: v for k, v in row.items() if k != "qat"}))
     float_acc = float((reference.argmax(1) == labels).mean())
     meta = {"cpu": host.cpu_name(), "n_test": len(labels), "float_accuracy": float_acc,
             "near_tie_share": float((top2_gap(reference) < NEAR_TIE).mean()), "qat_args": " ".join(qat_args[2:]) +

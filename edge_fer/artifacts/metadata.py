@@ -95,7 +95,11 @@ class ModelInfo:
         return cls(names, Preprocessing(img_size=img_size), extra={"metadata": "given by hand"})
 
 
+def artifact_files(path: Path) -> list[Path]:
+    """The files of one artifact: an OpenVINO IR is its .xml plus .bin, anything else one file."""
+    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+
+
 def artifact_bytes(path: Path) -> int:
-    """Size on disk of what a backend loads (an OpenVINO IR is its .xml plus .bin)."""
-    files = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
-    return sum(f.stat().st_size for f in files if f.is_file())
+    """Size on disk of what a backend loads."""
+    return sum(f.stat().st_size for f in artifact_files(path) if f.is_file())

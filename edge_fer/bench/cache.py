@@ -19,13 +19,10 @@ import numpy as np
 
 from edge_fer.artifacts.atomic import write_json
 from edge_fer.artifacts.checkpoint import Checkpoint, sha256_file
+from edge_fer.artifacts.metadata import artifact_files
 from edge_fer.quantize.run import weight_range
 
 CACHE_RECORD = "edge-fer-cache-entry/1"
-
-
-def _entry_files(path: Path) -> list[Path]:
-    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
 
 
 def _record_path(path: Path) -> Path:
@@ -35,7 +32,7 @@ def _record_path(path: Path) -> Path:
 def record_cache_entry(path: Path, source: str) -> None:
     """Write the record that lets a later bench reuse ``path``: its source key and every file's size and sha256."""
     write_json(_record_path(path), {"format": CACHE_RECORD, "source": source, "files": {
-        f.name: {"size": f.stat().st_size, "sha256": sha256_file(f)} for f in _entry_files(path)}})
+        f.name: {"size": f.stat().st_size, "sha256": sha256_file(f)} for f in artifact_files(path)}})
 
 
 def _entry_intact(path: Path, source: str) -> bool:
@@ -44,7 +41,7 @@ def _entry_intact(path: Path, source: str) -> bool:
         files = record["files"]
         return record.get("format") == CACHE_RECORD and record.get("source") == source and all(
             f.is_file() and files[f.name]["size"] == f.stat().st_size and files[f.name]["sha256"] == sha256_file(f)
-            for f in _entry_files(path))
+            for f in artifact_files(path))
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -53,7 +50,7 @@ def _cached(path: Path, source: str, build: Callable[[], None]) -> Path:
     """``path`` if its record vouches for it (same source, same bytes); otherwise the entry is removed and rebuilt."""
     if _entry_intact(path, source):
         return path
-    for f in [*_entry_files(path), _record_path(path)]:
+    for f in [*artifact_files(path), _record_path(path)]:
         f.unlink(missing_ok=True)
     build()
     record_cache_entry(path, source)

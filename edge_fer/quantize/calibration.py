@@ -54,7 +54,7 @@ def _allocate(counts: Sequence[int], size: int) -> list[int]:
     return take
 
 
-def _groups(folder: Path, skips: SkipReport | None = None) -> list[list[Path]]:
+def image_groups(folder: Path, skips: SkipReport | None = None) -> list[list[Path]]:
     """Images of ``folder`` grouped by class; a folder without class subfolders is one group.
 
     Symlinks that lead out of ``folder`` are skipped (and counted in ``skips``): a sample
@@ -78,7 +78,7 @@ def sample_paths(data_dir: Path | str, size: int, seed: int, skips: SkipReport |
     """``size`` images of ``data_dir``, stratified per class, drawn with ``default_rng(seed)``; sorted."""
     if size < 1:
         raise EdgeFerError(f"--size {size}: need at least one calibration image")
-    groups = _groups(Path(data_dir), skips)
+    groups = image_groups(Path(data_dir), skips)
     rng = np.random.default_rng(seed)
     chosen: list[Path] = []
     for files, n in zip(groups, _allocate([len(g) for g in groups], size), strict=True):

@@ -37,8 +37,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.compare import compare_logits
 from edge_fer.data.augment import Augment
-from edge_fer.data.dataset import SkipReport, list_images, load_images
+from edge_fer.data.dataset import SkipReport, load_images
 from edge_fer.data.preprocessing import Preprocessing, preprocess
+from edge_fer.quantize.calibration import image_groups
 from edge_fer.quantize.onnx_torch import OnnxModule
 from edge_fer.train.metrics import batched_logits
 
@@ -64,13 +65,12 @@ class QatResult:
 
 
 def load_training_images(folder: Path, max_images: int, seed: int, skips: SkipReport) -> list[np.ndarray]:
-    """Decoded images in ``folder`` and its class subfolders, a seeded sample of ``max_images`` when > 0."""
+    """Decoded images of ``folder`` (flat, or in class subfolders as calibration reads it), a seeded sample of
+    ``max_images`` when > 0."""
     folder = Path(folder)
     if not folder.is_dir():
         raise EdgeFerError(f"--qat {folder}: not a folder; pass a folder of face images, e.g. FER+ train")
-    paths = list_images(folder, skips=skips)
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        paths += list_images(sub, root=folder, skips=skips)
+    paths = [p for group in image_groups(folder, skips) for p in group]
     if max_images and len(paths) > max_images:
         pick = np.sort(np.random.default_rng(seed).permutation(len(paths))[:max_images])
         paths = [paths[i] for i in pick]

@@ -26,7 +26,8 @@ import numpy as np
 import onnx
 
 from edge_fer.artifacts.errors import EdgeFerError
-from edge_fer.artifacts.metadata import ModelInfo
+from edge_fer.artifacts.metadata import ModelInfo, artifact_files
+from edge_fer.artifacts.openvino_ir import save_ir
 from edge_fer.compare import compare_logits
 from edge_fer.data.dataset import SkipReport
 from edge_fer.export.onnx_io import save_onnx, set_metadata
@@ -65,7 +66,6 @@ class QatContext:
     open_runtime: Callable[[Path], Callable[[np.ndarray], np.ndarray]]  # target's numerics
     staged: Path  # the PTQ artifact, replaced by QAT's
     props: dict[str, str]  # the output's metadata
-    save_ir: Callable  # (ov.Model, path, props): how an IR is written
     budget: Budget | None
     val_data: tuple[list[np.ndarray], np.ndarray] | None
     log: Callable[[str], None]
@@ -80,14 +80,14 @@ def _train_and_write(qdq: onnx.ModelProto, ctx: QatContext, opts: QatOptions) ->
     ctx.log(f"QAT on {len(images)} images from {opts.data}")
     result = finetune(qdq, OrtRunner.open(ctx.float_path), images, ctx.held_out, ctx.info.preprocessing, opts,
                       ctx.console)
-    proto, staged = result.proto, ctx.staged
-    set_metadata(proto, {**ctx.props, "edge_fer.qat": "1"})
+    proto, staged, props = result.proto, ctx.staged, {**ctx.props, "edge_fer.qat": "1"}
+    set_metadata(proto, props)
     if ctx.target == "intel":
         import openvino as ov
 
         qdq_path = staged.parent.parent / "qat.onnx"
         onnx.save_model(proto, str(qdq_path))
-        ctx.save_ir(ov.convert_model(str(qdq_path)), staged, {**ctx.props, "edge_fer.qat": "1"})
+        save_ir(ov.convert_model(str(qdq_path)), staged, props)
     else:
         save_onnx(proto, staged)
     parity_images = [*ctx.held_out, *images[:max(0, PARITY_IMAGES - len(ctx.held_out))]]
@@ -118,7 +118,7 @@ def run_qat(qdq: Callable[[], onnx.ModelProto], ctx: QatContext, opts: QatOption
         if ptq["met"]:
             section["path"] = "ptq"
             return section
-    ptq_bytes = {p: p.read_bytes() for p in _artifact_files(staged)}
+    ptq_bytes = {p: p.read_bytes() for p in artifact_files(staged)}
     section["qat"] = _train_and_write(qdq(), ctx, opts)
     section["path"] = "qat"
     if budget is not None:
@@ -132,11 +132,6 @@ def run_qat(qdq: Callable[[], onnx.ModelProto], ctx: QatContext, opts: QatOption
                 for path, data in ptq_bytes.items():
                     path.write_bytes(data)
     return section
-
-
-def _artifact_files(staged: Path) -> list[Path]:
-    """The staged model's files (an IR is .xml + .bin)."""
-    return [staged, staged.with_suffix(".bin")] if staged.suffix == ".xml" else [staged]
 
 
 def budget_from(max_drop_pt: float | None, min_agreement_pct: float | None) -> Budget | None:

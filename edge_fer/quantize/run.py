@@ -339,7 +339,7 @@ def _quantize_ort(job: _Job, float_path: Path, work: Path, staged: Path, out: Pa
 def _qat(job: _Job, opts: QatOptions, float_path: Path, held: list[np.ndarray], staged: Path, budget, console) -> dict:
     """``--qat``: fine-tune the graph this target runs (for intel NNCF's QDQ) unless PTQ meets ``budget``."""
     ctx = QatContext(job.target, job.info, float_path, held, lambda p: open_for_target(p, job.info, job.target),
-                     staged, job.props, save_ir, budget, job.val_data, job.log, console)
+                     staged, job.props, budget, job.val_data, job.log, console)
     if job.target == "intel":
         def graph() -> onnx.ModelProto:
             return nncf_qdq(float_path, job.batches, job.method, job.per_channel, job.narrow, job.exclude)
