@@ -42,6 +42,7 @@ class TrainConfig:
     keep_near_dups: bool = False  # keep train images that duplicate val/test images (FER+ labels.csv flag)
     init: str = ""  # start from this checkpoint's weights (fine-tuning; same architecture), fresh optimizer
     recalibrate_bn: int = 0  # >0: re-estimate BatchNorm statistics on this many train images at every new size
+    ema: float = 0.0  # >0: validate and ship an exponential moving average of the weights with this decay per step
 
     def stages(self) -> list[tuple[int, int]]:
         return list(self.schedule) if self.schedule else [(self.img_size, self.epochs)]

@@ -44,6 +44,7 @@ from edge_fer.model.fernet import FERNet, FERNetConfig
 from edge_fer.model.losses import FERLoss
 from edge_fer.train.config import TrainConfig, amp_dtype, machine_summary, pick_device
 from edge_fer.train.distributed import World, barrier, data_parallel, process_group, sum_over_ranks
+from edge_fer.train.ema import WeightAverage
 from edge_fer.train.metrics import Metrics, batched_logits, compute_metrics, torch_runner
 
 
@@ -125,6 +126,7 @@ class Trainer:
         if cfg.init:
             self._load_init(cfg.init, arch)
         self.model = self.model.to(self.device).to(memory_format=torch.channels_last)
+        self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema > 0 else None
         k = len(self.classes)
         weights = torch.from_numpy(class_weights(self.train_labels, k, cfg.balance))
         prior = np.bincount(self.train_labels, minlength=k) / len(self.train_labels)
@@ -172,6 +174,8 @@ class Trainer:
                 self.model(x.contiguous(memory_format=torch.channels_last))
         for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum
+        if self.ema:
+            self.ema.restart(self.model)
 
     def _decode(self, split: FaceFolder) -> tuple[list[np.ndarray], np.ndarray, list[int]]:
         images, kept = load_images(split.paths, self.skips)
@@ -192,6 +196,7 @@ class Trainer:
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"loss.{k}": v for k, v in self.loss.state_dict().items() if v is not None})
+        tensors.update(self.ema.tensors() if self.ema else {})
         groups = {}
         for name, opt in (("opt", self.opt), ("center_opt", self.center_opt)):
             sd = opt.state_dict()
@@ -215,6 +220,8 @@ class Trainer:
         tensors = load_file(str(folder / "state.safetensors"))
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         self.loss.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("loss.")}, strict=False)
+        if self.ema:
+            self.ema.load(tensors, self.model)
         for name, opt in (("opt", self.opt), ("center_opt", self.center_opt)):
             state: dict[int, dict] = {}
             for k, v in tensors.items():
@@ -266,6 +273,8 @@ class Trainer:
             loss.backward()
             self.opt.step()
             self.center_opt.step()
+            if self.ema:
+                self.ema.update(self.model)
             self.step += 1
             n = len(idx)
             tot_loss += loss.item() * n
@@ -277,14 +286,18 @@ class Trainer:
         return {"train_loss": tot_loss / max(seen, 1), "train_acc": tot_correct / max(seen, 1),
                 "lr": cfg.lr * _lr_factor(self.step, self.total_steps, self.steps_per_epoch)}
 
+    def shipped_model(self) -> FERNet:
+        """The network validated and checkpointed: the weight average with ``--ema``, else the trained one."""
+        return self.ema.model if self.ema else self.model
+
     def validate(self, size: int) -> tuple[float, Metrics]:
         spec = self.pre.with_size(size)
-        logits = batched_logits(torch_runner(self.model, self.device), self.val_images, spec, 128)
+        logits = batched_logits(torch_runner(self.shipped_model(), self.device), self.val_images, spec, 128)
         val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(self.val_labels)))
         return val_loss, compute_metrics(logits, self.val_labels, self.classes)
 
     def checkpoint(self, metrics: dict) -> Checkpoint:
-        return Checkpoint(self.model, self.classes, self.pre, {
+        return Checkpoint(self.shipped_model(), self.classes, self.pre, {
             "training": {
                 "command": " ".join(["edge-fer", *sys.argv[1:]]) if sys.argv else "",
                 "config": asdict(self.cfg),

@@ -102,3 +102,22 @@ def test_checkpoint_files_get_the_usual_permissions(tiny_checkpoint: Path) -> No
     os.umask(umask)
     for name in ("model.safetensors", "model.json"):
         assert (tiny_checkpoint / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_ema_ships_the_weight_average_and_resumes_it(fer_mini: Path, tmp_path: Path) -> None:
+    """--ema: the checkpoint holds the average (not the last weights); a resumed run continues the same average."""
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    train(_cfg(fer_mini, out, schedule=[(48, 1)], ema=0.9))
+    state = load_file(str(out / "last" / "state.safetensors"))
+    assert float(state["ema.n_averaged"]) > 0
+    shipped = load_checkpoint(out).model.state_dict()
+    name = next(k for k in shipped if k.endswith("weight") and shipped[k].ndim == 4)
+    assert torch.equal(shipped[name], state["ema.module." + name])
+    assert not torch.equal(shipped[name], state["model." + name])
+    steps = float(state["ema.n_averaged"])
+    train(_cfg(fer_mini, out, schedule=[(48, 2)], ema=0.9), resume=True)
+    resumed = load_file(str(out / "last" / "state.safetensors"))
+    assert float(resumed["ema.n_averaged"]) == 2 * steps
