@@ -45,7 +45,7 @@ from edge_fer.build.float16 import float16_onnx  # noqa: E402
 from edge_fer.data.dataset import SkipReport, load_labelled  # noqa: E402
 from edge_fer.export.onnx_io import load_onnx  # noqa: E402
 from edge_fer.quantize.calibration import load_calibration  # noqa: E402
-from edge_fer.quantize.run import CALIB_BATCH, make_batches, split_holdout  # noqa: E402
+from edge_fer.quantize.run import CALIB_BATCH, RECIPE, make_batches, split_holdout  # noqa: E402
 from edge_fer.quantize.tensorrt_qdq import check_tensorrt_qdq  # noqa: E402
 from edge_fer.train.metrics import batched_logits  # noqa: E402
 
@@ -53,7 +53,7 @@ MANIFEST = ROOT / "calibration" / "ferplus-train-512.txt"
 # ops whose Q/DQ placement TensorRT's guide discusses: residual Add, pooling/reductions, the CBAM/SE gates, the head
 WATCHED = ("Conv", "Add", "Mul", "Sigmoid", "ReduceMean", "ReduceMax", "GlobalAveragePool", "MatMul", "Gemm",
            "Concat", "Relu", "Clip", "Div", "ReduceL2")
-BASELINE = "edge-fer jetson QDQ (entropy, default)"  # what `edge-fer quantize --target jetson` writes today
+BASELINE = "edge-fer jetson QDQ (default: entropy)"  # what `edge-fer quantize --target jetson` writes today
 MODELOPT_DISTS = ("nvidia-modelopt", "onnx", "onnxruntime", "onnx-graphsurgeon", "onnxconverter-common", "torch")
 
 
@@ -225,6 +225,7 @@ def produce(work: Path, mo_python: str) -> dict[str, dict]:
     def edge_fer_jetson(method: str) -> list[str]:
         return [*EDGE_FER, "quantize", str(fp32), "--calib", str(MANIFEST), "--target", "jetson", "--method", method,
                 "-o"]
+    # Stems carry the recipe (edge_fer.quantize.run.RECIPE): a --work folder from an older recipe keeps its graphs.
 
     def modelopt_int8(method: str, slug: str) -> list[str]:
         return [mo_python, "-m", "modelopt.onnx.quantization", "--onnx_path", str(modelopt_input(fp32, work, slug)),
@@ -233,8 +234,10 @@ def produce(work: Path, mo_python: str) -> dict[str, dict]:
                 "--high_precision_dtype", "fp32", "--output_path"]
 
     recipes = {  # name: (file stem, kind, command less the output path; none: edge_fer.build.float16 in-process)
-        BASELINE: ("edge-jetson-entropy", "int8", edge_fer_jetson("entropy")),
-        "edge-fer jetson QDQ (minmax)": ("edge-jetson-minmax", "int8", edge_fer_jetson("minmax")),
+        BASELINE: (f"edge-jetson-r{RECIPE}-entropy", "int8", edge_fer_jetson("entropy")),
+        "edge-fer jetson QDQ (percentile)": (f"edge-jetson-r{RECIPE}-percentile", "int8",
+                                             edge_fer_jetson("percentile")),
+        "edge-fer jetson QDQ (minmax)": (f"edge-jetson-r{RECIPE}-minmax", "int8", edge_fer_jetson("minmax")),
         "ModelOpt int8 (max)": ("modelopt-max", "int8", modelopt_int8("max", "modelopt-max")),
         "ModelOpt int8 (entropy)": ("modelopt-entropy", "int8", modelopt_int8("entropy", "modelopt-entropy")),
         "edge-fer float16.py": ("fp16-edge", "fp16", []),

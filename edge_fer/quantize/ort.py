@@ -12,6 +12,7 @@ import onnx
 
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.quantize import activation_ranges
+from edge_fer.quantize.tensorrt_qdq import TENSORRT_QUANTIZED_OPS, tensorrt_float_nodes
 
 
 def calibration_reader(batches: Sequence[np.ndarray], input_name: str):
@@ -51,10 +52,12 @@ def _ort_settings(recipe: OrtRecipe) -> dict:
         # AddQDQPairToWeight: float weights + Q + DQ instead of int8 initialisers + DQ, which TensorRT 8.x
         # rejects ("invalid weights type of Int8"); every TensorRT version folds the pair into int8 weights
         act, extra = QuantType.QInt8, {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-                                       "AddQDQPairToWeight": True}
+                                       "AddQDQPairToWeight": True,
+                                       "OpTypesToExcludeOutputQuantization": list(TENSORRT_QUANTIZED_OPS)}
+        ops = {"op_types_to_quantize": list(TENSORRT_QUANTIZED_OPS)}
     else:
-        act, extra = QuantType.QUInt8, {"WeightSymmetric": True}
-    return {"quant_format": QuantFormat.QDQ, "activation_type": act, "weight_type": QuantType.QInt8,
+        act, extra, ops = QuantType.QUInt8, {"WeightSymmetric": True}, {}
+    return {**ops, "quant_format": QuantFormat.QDQ, "activation_type": act, "weight_type": QuantType.QInt8,
             "per_channel": recipe.per_channel, "reduce_range": recipe.reduce_range, "calibrate_method": calib,
             "extra_options": extra}
 
@@ -125,6 +128,11 @@ def cpu_float_nodes(model: onnx.ModelProto) -> dict[str, str]:
     return out
 
 
+def recipe_float_nodes(model: onnx.ModelProto, target: str) -> dict[str, str]:
+    """Nodes the ``target``'s recipe always keeps float (beside ``--exclude``), with the reason for each."""
+    return cpu_float_nodes(model) if target == "cpu" else tensorrt_float_nodes(model)
+
+
 def ort_quantize(float_path: Path, out: Path, batches: Sequence[np.ndarray], recipe: OrtRecipe,
                  exclude: Sequence[str], ranges: Path, log: Callable[[str], None] = lambda _msg: None,
                  where: Path | str | None = None) -> None:
@@ -135,7 +143,9 @@ def ort_quantize(float_path: Path, out: Path, batches: Sequence[np.ndarray], rec
     ``CalibMaxIntermediateOutputs``, which edge-fer used before recipe 6, dropped each full chunk of
     batches and kept only the last few batches' ranges) and read back by every later call with the
     same float model, batches and recipe (``--max-drop`` retries).
-    For ``cpu`` the input layer and the attention gates always stay float (:func:`cpu_float_nodes`).
+    Each target keeps its own nodes float (:func:`recipe_float_nodes`): for ``cpu`` the input layer and
+    the attention gates, for ``jetson`` CBAM's spatial-attention convs; ``jetson`` quantizes convolution
+    inputs only (:data:`TENSORRT_QUANTIZED_OPS`).
     ``where`` is the user's model, named in errors (``float_path`` is a temp file by then gone).
     """
     import logging
@@ -146,8 +156,7 @@ def ort_quantize(float_path: Path, out: Path, batches: Sequence[np.ndarray], rec
     logging.getLogger().setLevel(logging.ERROR)  # ORT logs "please pre-process" warnings on the root logger
     try:
         model = onnx.load(str(float_path), load_external_data=False)
-        if recipe.target == "cpu":
-            exclude = list(dict.fromkeys([*exclude, *cpu_float_nodes(model)]))
+        exclude = list(dict.fromkeys([*exclude, *recipe_float_nodes(model, recipe.target)]))
         if not ranges.exists():
             hists = activation_ranges.collect(
                 float_path, batches, lambda done, total: log(f"{recipe.method} calibration: batch {done}/{total}"))

@@ -12,13 +12,14 @@ Three targets, one calibration set, one report:
     without VNNI the weights use 7 bits (``reduce_range``, :func:`weight_range`):
     measured on FER+ test (AVX2 EPYC), top-1 agreement with float 91.5% -> 93.2%
     and ORT INT8 latency 8.6 -> 7.0 ms (one interleaved run).  The input conv and the CBAM/SE attention
-    gates stay float (:func:`cpu_float_nodes`): ORT has no int8 reductions, so a
+    gates stay float (:func:`~edge_fer.quantize.ort.cpu_float_nodes`): ORT has no int8 reductions, so a
     quantized gate only adds Quantize/Dequantize work.
 ``jetson``
     QDQ ONNX for TensorRT explicit quantization: int8 activations and weights,
     both symmetric (all zero points 0), weights per output channel (axis 0),
-    biases left float (TensorRT fuses them itself).  :func:`check_tensorrt_qdq`
-    verifies those rules on the written graph.  Its held-out check (and ``--max-drop``)
+    biases left float (TensorRT fuses them itself), Q/DQ on convolution inputs only
+    and CBAM's spatial-attention convs float (:mod:`edge_fer.quantize.tensorrt_qdq`).
+    :func:`check_tensorrt_qdq` verifies those rules on the written graph.  Its held-out check (and ``--max-drop``)
     runs the Q/DQ pairs as float ops: TensorRT's int8 numerics, not ORT's x86 kernels,
     which saturate on full-range weights without VNNI (52.5% vs 88.3% agreement measured).
 ``intel``
@@ -61,7 +62,7 @@ from edge_fer.platform import peak_rss_mb
 from edge_fer.quantize.exclude import resolve_exclude
 from edge_fer.quantize.openvino_nncf import float_convolutions, nncf_qdq, nncf_quantize
 from edge_fer.quantize.options import QuantizeOptions
-from edge_fer.quantize.ort import OrtRecipe, cpu_float_nodes, ort_quantize, prepare_float
+from edge_fer.quantize.ort import OrtRecipe, ort_quantize, prepare_float, recipe_float_nodes
 from edge_fer.quantize.qat import QatOptions
 from edge_fer.quantize.qat_select import QatContext, budget_from, check_qat_args, run_qat
 from edge_fer.quantize.sensitivity import bound_drop, open_for_target, val_accuracy
@@ -69,9 +70,11 @@ from edge_fer.quantize.tensorrt_qdq import check_tensorrt_qdq
 from edge_fer.train.metrics import batched_logits
 
 TARGETS = ("cpu", "jetson", "intel")
-RECIPE = 6  # bumped whenever the same inputs would quantize differently (caches key INT8 artifacts on it)
+RECIPE = 7  # bumped whenever the same inputs would quantize differently (caches key INT8 artifacts on it)
 # 6: minmax from every calibration batch (ORT's chunked minmax had kept only the last chunk's ranges),
 #    histogram extremes exact rather than sampled
+# 7: jetson puts Q/DQ on convolution inputs only and keeps CBAM's spatial-attention convs float
+#    (tensorrt_qdq.TENSORRT_QUANTIZED_OPS)
 METHODS = ("minmax", "entropy", "percentile")
 # Measured on FER+ test with the reference model (benchmarks/results/*-calibration.md): entropy
 # loses 0.49 pt on cpu where minmax loses 1.61 pt (same 93.1% agreement, 26 s instead of 19 s), and
@@ -79,6 +82,8 @@ METHODS = ("minmax", "entropy", "percentile")
 # KL search.  With the v1 model (224 px) its minmax beat mean-quantile (94.6% vs 93.3% agreement, 27 s vs
 # 89 s); with the v2 model (64 px, BN neck, 2026-12-01, Intel Xeon with AVX-512 VNNI) minmax agreed on
 # only 82.4% of the held-out calibration images (77.6% of FER+ test) and percentile on 98.0% in 10 s.
+# jetson, chosen on FER+ val with recipe 7's conv-input placement (benchmarks/results/*-jetson_placement.md):
+# entropy agrees with float on 97.71%, percentile on 97.60%, minmax on 97.01%.
 DEFAULT_METHOD = {"cpu": "entropy", "jetson": "entropy", "intel": "percentile"}
 CALIB_BATCH = 8
 HOLDOUT_EVERY = 5  # every 5th calibration image is held out for the agreement check
@@ -331,8 +336,8 @@ def _quantize_ort(job: _Job, float_path: Path, work: Path, staged: Path, out: Pa
         report["tensorrt_qdq_check"] = "passed"
     save_onnx(qproto, staged)
     report["excluded"] = excluded
-    if job.target == "cpu":
-        report["cpu_float"] = [{"node": n, "reason": why} for n, why in cpu_float_nodes(float_proto).items()]
+    report[f"{job.target}_float"] = [{"node": n, "reason": why}
+                                     for n, why in recipe_float_nodes(float_proto, job.target).items()]
     return report
 
 

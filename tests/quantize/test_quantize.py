@@ -136,6 +136,28 @@ def test_jetson_follows_tensorrt_qdq_rules(tiny_onnx, calib, tmp_path):
         run(tiny_onnx, tmp_path / "pt.onnx", calib, target="jetson", per_channel=False)
 
 
+def test_jetson_quantizes_convolution_inputs_only(tiny_onnx, calib, tmp_path):
+    """NVIDIA's placement: each Q/DQ pair is there for a Conv input (other readers of that tensor share it);
+    CBAM's spatial-attention convs stay float."""
+    from edge_fer.quantize.tensorrt_qdq import spatial_attention_convs
+
+    report = run(tiny_onnx, tmp_path / "j.onnx", calib, target="jetson")
+    proto = onnx.load(str(tmp_path / "j.onnx"))
+    readers: dict[str, set[str]] = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            readers.setdefault(i, set()).add(n.op_type)
+    dqs = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"]
+    assert dqs and all("Conv" in readers[n.output[0]] for n in dqs)
+    spatial = spatial_attention_convs(onnx.load(str(tiny_onnx)))
+    assert len(spatial) == 4  # one per CBAM block of the seed's stack
+    convs = {n.name: n for n in proto.graph.node if n.op_type == "Conv"}
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    quantized = {name for name, n in convs.items() if producer.get(n.input[0], n).op_type == "DequantizeLinear"}
+    assert quantized == set(convs) - set(spatial)
+    assert {k["node"] for k in report["jetson_float"]} == set(spatial)
+
+
 def test_intel_loads_in_openvino(tiny_onnx, calib, tmp_path):
     from edge_fer.backends.openvino_backend import OpenVinoRunner, rt_info_strings
 
