@@ -54,6 +54,14 @@ def test_build_reads_the_model_once(tiny_onnx, tmp_path, reads):
     assert reads == {tiny_onnx.name: 2}, reads  # once per command
 
 
+@pytest.mark.parametrize("target", ["intel", "jetson"])
+def test_an_int8_build_reads_the_model_once(tiny_onnx, tmp_path, reads, target):
+    """The build hands the model it has read to quantize (NNCF for intel, the QDQ ONNX for a jetson bundle)."""
+    out = ["-o", str(tmp_path / "ir")] if target == "intel" else ["--bundle", str(tmp_path / "bundle")]
+    _run("build", str(tiny_onnx), "--target", target, "--precision", "int8", *out)
+    assert reads == {tiny_onnx.name: 1}, reads
+
+
 def test_bench_reads_the_checkpoint_once(tiny_checkpoint, tmp_path, reads):
     _run("bench", str(tiny_checkpoint / "model.safetensors"), "--backends", "onnxruntime", "--precisions", "fp32",
          "--iters", "2", "--warmup", "1", "--min-agreement", "0", "--out", str(tmp_path / "out"),

@@ -13,6 +13,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,12 +65,29 @@ def cache_key(checkpoint: Path, weights_sha256: str) -> str:
     return hashlib.sha256(f"{weights_sha256} {sha256_file(meta)}".encode()).hexdigest()
 
 
-def artifact(cache: Path, ckpt: Checkpoint, backend: str, precision: str, calib: list[np.ndarray],
-              calib_key: str, log, source: str) -> Path:
+@dataclass(frozen=True)
+class CacheFolder:
+    """One checkpoint's cache folder and the key (:func:`cache_key`) every entry's record there must carry."""
+
+    path: Path
+    key: str
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """The bench's INT8 calibration images and the key INT8 entries are named after (that set and the
+    quantization recipe)."""
+
+    images: list[np.ndarray]
+    key: str
+
+
+def artifact(folder: CacheFolder, ckpt: Checkpoint, backend: str, precision: str, calib: CalibrationSet,
+             log: Callable[[str], None]) -> Path:
     """Build the artifact for (backend, precision) unless the cache already has it.
 
     INT8 artifacts are named after the calibration set and the quantization recipe
-    too (``calib_key``) and, on CPUs, the weight range, so a different calibration
+    too (``calib.key``) and, on CPUs, the weight range, so a different calibration
     or a changed quantizer never reuses a stale INT8 model.
     """
     from edge_fer.build.openvino import build_intel_float
@@ -77,17 +95,18 @@ def artifact(cache: Path, ckpt: Checkpoint, backend: str, precision: str, calib:
     from edge_fer.quantize.options import QuantizeOptions
     from edge_fer.quantize.run import quantize
 
+    cache, source, calib_key = folder.path, folder.key, calib.key
     onnx_fp32 = cache / "fernet-fp32.onnx"
 
     def export() -> None:
         log("export -> ONNX fp32")
-        export_checkpoint(copy.deepcopy(ckpt), onnx_fp32, calib[:100])  # the torch runner keeps its own model
+        export_checkpoint(copy.deepcopy(ckpt), onnx_fp32, calib.images[:100])  # the torch runner keeps its own model
 
     _cached(onnx_fp32, source, export)
     if backend == "onnxruntime" and precision == "fp32":
         return onnx_fp32
     if backend == "tensorrt":
-        return _engine(cache, onnx_fp32, precision, calib, calib_key, log, key=source)
+        return _engine(folder, onnx_fp32, precision, calib, log)
     target = {"onnxruntime": "cpu", "openvino": "intel"}[backend]
     if weight_range(target, None)[0]:  # CPU INT8 also depends on the weight range this host's CPU calls for
         calib_key += "-w7"
@@ -97,9 +116,9 @@ def artifact(cache: Path, ckpt: Checkpoint, backend: str, precision: str, calib:
         def ort_int8() -> None:
             log(f"quantize -> ONNX {precision}")
             if precision == "int8-naive":
-                _naive_ort_int8(onnx_fp32, path, calib)
+                _naive_ort_int8(onnx_fp32, path, calib.images)
             else:
-                quantize(onnx_fp32, path, calib, QuantizeOptions(target="cpu"))
+                quantize(onnx_fp32, path, calib.images, QuantizeOptions(target="cpu"))
 
         return _cached(path, source, ort_int8)
     if precision == "int8":
@@ -107,7 +126,7 @@ def artifact(cache: Path, ckpt: Checkpoint, backend: str, precision: str, calib:
 
         def nncf_int8() -> None:
             log("quantize -> OpenVINO int8 (NNCF)")
-            quantize(onnx_fp32, path, calib, QuantizeOptions(target="intel"))
+            quantize(onnx_fp32, path, calib.images, QuantizeOptions(target="intel"))
 
         return _cached(path, source, nncf_int8)
     path = cache / "fernet-fp32.xml"  # bf16/fp16 are compile-time choices on the same fp32 IR
@@ -119,28 +138,30 @@ def artifact(cache: Path, ckpt: Checkpoint, backend: str, precision: str, calib:
     return _cached(path, source, ir)
 
 
-def _engine(cache: Path, onnx_fp32: Path, precision: str, calib: list[np.ndarray], calib_key: str, log,
-            key: str) -> Path:
+def _engine(folder: CacheFolder, onnx_fp32: Path, precision: str, calib: CalibrationSet,
+            log: Callable[[str], None]) -> Path:
     """A TensorRT engine built here (fp16 from the float ONNX, int8 from the jetson QDQ ONNX)."""
-    from edge_fer.build.jetson import build_jetson
+    from edge_fer.build.jetson import JetsonBuild, build_jetson
     from edge_fer.build.tensorrt import EngineSettings
     from edge_fer.quantize.options import QuantizeOptions
     from edge_fer.quantize.run import quantize
 
+    cache, key = folder.path, folder.key
     source, path = onnx_fp32, cache / "fernet-fp16.engine"
     if precision == "int8":
-        source, path = cache / f"fernet-int8-tensorrt-{calib_key}.onnx", cache / f"fernet-int8-{calib_key}.engine"
+        source, path = cache / f"fernet-int8-tensorrt-{calib.key}.onnx", cache / f"fernet-int8-{calib.key}.engine"
         qdq = source
 
         def jetson_int8() -> None:
             log("quantize -> TensorRT QDQ ONNX")
-            quantize(onnx_fp32, qdq, calib, QuantizeOptions(target="jetson"))
+            quantize(onnx_fp32, qdq, calib.images, QuantizeOptions(target="jetson"))
 
         _cached(qdq, key, jetson_int8)
 
     def engine() -> None:
         log(f"build -> TensorRT {precision} engine")
-        build_jetson(source, path, EngineSettings(precision=precision, max_batch=ENGINE_MAX_BATCH), log=log)
+        settings = EngineSettings(precision=precision, max_batch=ENGINE_MAX_BATCH)
+        build_jetson(JetsonBuild(source, path, settings), log=log)
 
     return _cached(path, key, engine)
 

@@ -18,12 +18,13 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge_fer.artifacts.atomic import write_json
 from edge_fer.artifacts.errors import EdgeFerError
+from edge_fer.bench.options import BenchOptions, remote_args
 
 
 @dataclass(frozen=True)
@@ -103,13 +104,15 @@ def check_ssh_client() -> None:
         raise EdgeFerError(f"--host needs the OpenSSH client ({', '.join(missing)} not found): install openssh-client")
 
 
-def run_remote(remote: Remote, checkpoint: Path, bench_args: list[str], data: Path | None, calib: str | None,
-               out: Path, log) -> tuple[dict, int]:
-    """Copy, run ``edge-fer bench`` there, fetch its ``--out``; returns (results, remote exit status).
+def run_remote(remote: Remote, checkpoint: Path, opts: BenchOptions, log: Callable[[str], None]
+               ) -> tuple[dict, int]:
+    """Copy, run ``edge-fer bench`` there with ``opts``, fetch its ``--out`` into ``opts.out``; returns (results,
+    remote exit status).
 
-    ``bench_args`` are the options that mean the same on both ends (device, batch,
-    timing, gate, backends); paths are added here, pointing into ``remote.directory``.
+    The options that mean the same on both ends (device, batch, timing, gate, backends) pass unchanged
+    (:func:`edge_fer.bench.options.remote_args`); the paths are added here, pointing into ``remote.directory``.
     """
+    data, calib, out = opts.data, opts.calib, opts.out
     check_ssh_client()
     if calib is not None and not Path(calib).is_dir():
         raise EdgeFerError(f"--calib {calib}: with --host give a folder of images (it is copied to the target); "
@@ -130,7 +133,7 @@ def run_remote(remote: Remote, checkpoint: Path, bench_args: list[str], data: Pa
                 shutil.copy2(checkpoint.parent / name, model / name)
         log(f"copying the checkpoint to {remote.host}")
         remote.put(model, f"{inputs}/model")
-    args = [remote.edge_fer, "bench", f"{inputs}/model/{checkpoint.name}", *bench_args,
+    args = [remote.edge_fer, "bench", f"{inputs}/model/{checkpoint.name}", *remote_args(opts),
             "--out", f"{base}/out", "--cache", f"{base}/cache"]
     if data is not None:
         log(f"copying {data} to {remote.host}")

@@ -20,9 +20,9 @@ from edge_fer.artifacts.metadata import artifact_bytes
 from edge_fer.backends import open_runner
 from edge_fer.backends.base import Runner
 from edge_fer.backends.torch_backend import TorchRunner
-from edge_fer.bench.cache import artifact, cache_key
+from edge_fer.bench.cache import CacheFolder, CalibrationSet, artifact, cache_key
 from edge_fer.bench.measure import all_logits, measure_energy, parity, recommend, time_interleaved, verdict
-from edge_fer.bench.options import BenchOptions, remote_args, select_rows
+from edge_fer.bench.options import BenchOptions, select_rows
 from edge_fer.bench.remote import Remote, run_remote
 from edge_fer.bench.report import report_markdown, results_table, write_plots
 from edge_fer.bench.tegrastats import TegraStats, power_state
@@ -70,15 +70,15 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
     checkpoint = weights_path(checkpoint)
     ckpt_sha = sha256_file(checkpoint)
     key = cache_key(checkpoint, ckpt_sha)
-    cache = opts.cache / key[:16]
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = CacheFolder(opts.cache / key[:16], key)
+    cache.path.mkdir(parents=True, exist_ok=True)
     ckpt = load_checkpoint(checkpoint, ckpt_sha)  # read and hashed once: export and the torch runner share it
     images, labels, skips, data_name = _accuracy_images(opts.data, ckpt.classes)
     # Calibrate on a separate set (never on the images accuracy is measured on).
     calib, calib_desc = load_calibration(opts.calib, CALIB_SIZE, 0, SkipReport())
     if calib_desc["warning"]:
         console.print(f"[yellow]warning:[/] {calib_desc['warning']}")
-    calib_key = (calib_desc["manifest_sha256"] or "embedded")[:12] + f"-r{RECIPE}"
+    calibration = CalibrationSet(calib, (calib_desc["manifest_sha256"] or "embedded")[:12] + f"-r{RECIPE}")
     torch_device = "cuda" if opts.device == "jetson" and _cuda() else "cpu"
     runners: dict[str, Runner] = {}
     footprint: dict[str, dict] = {}
@@ -86,7 +86,7 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
         checkpoint, partial(TorchRunner.from_checkpoint, ckpt, device=torch_device, threads=opts.threads))
     for backend, precision in selected:
         def build(backend=backend, precision=precision) -> Path:
-            return artifact(cache, ckpt, backend, precision, calib, calib_key, _log(console), key)
+            return artifact(cache, ckpt, backend, precision, calibration, _log(console))
 
         path = build()
         name = f"{backend} {precision}"
@@ -175,8 +175,7 @@ def run_bench_remote(checkpoint: Path, opts: BenchOptions, remote: Remote, conso
     select_rows(opts.device, opts.backends, opts.precisions)  # a typo fails here, not after the copy
     if opts.out.is_dir():
         clear_outputs(opts.out)
-    results, _status = run_remote(remote, weights_path(checkpoint), remote_args(opts), opts.data, opts.calib,
-                                  opts.out, _log(console))
+    results, _status = run_remote(remote, weights_path(checkpoint), opts, _log(console))
     if "recommendation" not in results:  # an older edge-fer there
         results["recommendation"] = recommend(results["rows"])
         write_json(opts.out / "results.json", results)

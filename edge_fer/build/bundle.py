@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
@@ -202,16 +203,26 @@ def check_bundle_folder(folder: Path, settings: EngineSettings) -> None:
                            "from the QDQ ONNX (drop --implicit-int8)")
 
 
-def write_bundle(folder: Path | str, onnx_path: Path, info: ModelInfo, settings: EngineSettings, flavor: Flavor, *,
-                 deepstream_files: dict[str, str | bytes] | None = None, manifest: str | None = None,
-                 quantize_report: dict | None = None, source: dict | None = None,
-                 float_onnx: Path | None = None) -> list[str]:
-    """Write the bundle into ``folder`` (new or empty) via a temp folder renamed at the end; returns file names.
+@dataclass(frozen=True)
+class BundleContents:
+    """What a bundle carries besides its engine settings: the ONNX to build, where it came from, and what the
+    jetson build made on the way (the float model behind a converted fp16 ONNX, for strongly typed releases;
+    the DeepStream files; the calibration manifest and quantize report behind an INT8 ONNX)."""
 
-    ``float_onnx``: the float model behind a converted fp16 ``onnx_path`` (strongly typed releases).
-    """
+    onnx_path: Path
+    source: dict = field(default_factory=dict)
+    float_onnx: Path | None = None
+    deepstream_files: dict[str, str | bytes] | None = None
+    manifest: str | None = None
+    quantize_report: dict | None = None
+
+
+def write_bundle(folder: Path | str, contents: BundleContents, info: ModelInfo, settings: EngineSettings,
+                 flavor: Flavor) -> list[str]:
+    """Write the bundle into ``folder`` (new or empty) via a temp folder renamed at the end; returns file names."""
     folder = Path(folder)
     check_bundle_folder(folder, settings)
+    onnx_path, float_onnx, deepstream_files = contents.onnx_path, contents.float_onnx, contents.deepstream_files
     name, dims = input_shape(onnx_path)
     data = onnx_path.read_bytes()
     metadata = {
@@ -221,7 +232,7 @@ def write_bundle(folder: Path | str, onnx_path: Path, info: ModelInfo, settings:
         if settings.dla_core is not None else None,
         "input": {"name": name, "shape": dims},
         "batch": dict(zip(("min", "opt", "max"), settings.profile, strict=True)),
-        "source": source or {},
+        "source": contents.source,
     }
     files: dict[str, str | bytes] = {
         ONNX_NAME: data,
@@ -231,11 +242,11 @@ def write_bundle(folder: Path | str, onnx_path: Path, info: ModelInfo, settings:
     }
     if float_onnx is not None:
         files[SOURCE_ONNX_NAME] = float_onnx.read_bytes()
-    if manifest is not None:
-        files["calibration.txt"] = manifest
-    if quantize_report is not None:
+    if contents.manifest is not None:
+        files["calibration.txt"] = contents.manifest
+    if contents.quantize_report is not None:
         # quantized in a temp folder: the report names the file as it is in the bundle
-        files["quantize.json"] = json.dumps({**quantize_report, "output": ONNX_NAME}, indent=2) + "\n"
+        files["quantize.json"] = json.dumps({**contents.quantize_report, "output": ONNX_NAME}, indent=2) + "\n"
     files["README.md"] = readme(info, settings, flavor, {*files, "README.md"})
     with staging_dir(folder) as tmp:
         for file, content in files.items():

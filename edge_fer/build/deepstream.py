@@ -24,6 +24,7 @@ INTER_LINEAR), are the only differences left from :func:`edge_fer.data.preproces
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -114,10 +115,26 @@ def labels_text(classes: list[str]) -> str:
     return ";".join(classes) + "\n"
 
 
-def nvinfer_config(info: ModelInfo, *, onnx_file: str, engine_file: str, labels_file: str, calib_file: str,
-                   precision: str, batch_size: int, flavor: Flavor, dla_core: int | None = None, gie_id: int = 2,
-                   operate_on_gie_id: int = 1, threshold: float = 0.0) -> str:
+@dataclass(frozen=True)
+class NvinferSettings:
+    """What a Gst-nvinfer config says besides the model's preprocessing: the engine it runs (the files named
+    after ``stem`` by :func:`deepstream_names`, precision, batch, TensorRT release, DLA core) and where it sits
+    in the pipeline (a secondary classifier on the objects of the primary detector ``operate_on_gie_id``)."""
+
+    stem: str
+    precision: str
+    batch_size: int
+    flavor: Flavor
+    dla_core: int | None = None
+    gie_id: int = 2
+    operate_on_gie_id: int = 1
+    threshold: float = 0.0
+
+
+def nvinfer_config(info: ModelInfo, settings: NvinferSettings) -> str:
     """The ``[property]`` file for Gst-nvinfer (paths relative to the config file, as nvinfer resolves them)."""
+    names = deepstream_names(settings.stem)
+    onnx_file = names["onnx"]
     scale, offset = info.preprocessing.scale_offset
     size = info.img_size
     lines = [
@@ -136,20 +153,20 @@ def nvinfer_config(info: ModelInfo, *, onnx_file: str, engine_file: str, labels_
         "scaling-filter=1",
         "maintain-aspect-ratio=0",
         f"onnx-file={onnx_file}",
-        f"model-engine-file={engine_file}",
-        f"labelfile-path={labels_file}",
-        f"batch-size={batch_size}",
-        *_precision_lines(precision, flavor, calib_file),
+        f"model-engine-file={names['engine']}",
+        f"labelfile-path={names['labels']}",
+        f"batch-size={settings.batch_size}",
+        *_precision_lines(settings.precision, settings.flavor, names["calib"]),
         "# 1=classifier; process-mode 2 = secondary: runs on the objects of operate-on-gie-id",
         "network-type=1",
         "process-mode=2",
-        f"gie-unique-id={gie_id}",
-        f"operate-on-gie-id={operate_on_gie_id}",
+        f"gie-unique-id={settings.gie_id}",
+        f"operate-on-gie-id={settings.operate_on_gie_id}",
         "# add operate-on-class-ids=<face class id> if the primary detector finds more than faces",
         f"output-blob-names={PROBS}",
-        f"classifier-threshold={threshold:g}",
+        f"classifier-threshold={settings.threshold:g}",
         "classifier-async-mode=0",
     ]
-    if dla_core is not None:
-        lines += ["enable-dla=1", f"use-dla-core={dla_core}"]
+    if settings.dla_core is not None:
+        lines += ["enable-dla=1", f"use-dla-core={settings.dla_core}"]
     return "\n".join(lines) + "\n"

@@ -13,14 +13,15 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edge_fer.artifacts.atomic import staging_dir, write_json
 from edge_fer.artifacts.checkpoint import sha256_file
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.artifacts.metadata import ModelInfo
-from edge_fer.build.run import calibration_images, load_source
-from edge_fer.export.onnx_io import is_quantized, read_info
+from edge_fer.build.run import CalibrationSource, calibration_images, load_source
+from edge_fer.export.onnx_io import OnnxModel, is_quantized, read_info
 
 HINTS = ("LATENCY", "THROUGHPUT")
 
@@ -74,9 +75,8 @@ def _stamp_ir(xml: Path, props: dict[str, str]) -> None:
     save_ir(ov.Core().read_model(str(xml)), xml, props)
 
 
-def _compile(xml: Path, onnx_path: Path, info: ModelInfo, precision: str, device: str, hint: str, threads: int | None,
-             cache_dir: Path | None) -> dict:
-    """Compile on ``device`` and read back what it really runs; compare with ONNX Runtime on embedded faces."""
+def _compile(xml: Path, source: OnnxModel, job: IntelBuild) -> dict:
+    """Compile on ``job.device`` and read back what it really runs; compare with ONNX Runtime on embedded faces."""
     import openvino as ov
 
     from edge_fer.backends.onnxruntime_backend import OrtRunner
@@ -85,13 +85,14 @@ def _compile(xml: Path, onnx_path: Path, info: ModelInfo, precision: str, device
     from edge_fer.data.faces import embedded_faces
     from edge_fer.train.metrics import batched_logits
 
+    device = job.device
     available = ov.Core().available_devices  # e.g. ["CPU", "GPU.0"]; AUTO is virtual and always there
     if device != "AUTO" and not any(d.split(".")[0] == device for d in available):
         return {"compiled": False, "note": f"{device} is not present on this machine (devices: "
                 f"{', '.join(available)}); the IR is device-independent: open it there to compile, the runner "
                 "reads back the precision"}
-    runner = OpenVinoRunner.open(xml, precision=precision, device=device, threads=threads, hint=hint,
-                                 cache_dir=str(cache_dir) if cache_dir else None, info=info)
+    runner = OpenVinoRunner.open(xml, precision=job.precision, device=device, threads=job.threads, hint=job.hint,
+                                 cache_dir=str(job.cache_dir) if job.cache_dir else None, info=source.info)
     s = runner.settings
     result: dict = {"compiled": True, "actual_precision": runner.precision,
                     "inference_precision": s["inference_precision"], "execution_devices": s.get("execution_devices"),
@@ -102,7 +103,7 @@ def _compile(xml: Path, onnx_path: Path, info: ModelInfo, precision: str, device
         result["check_vs_onnx"] = f"skipped: {e}"
         return result
     spec = runner.info.preprocessing
-    reference = batched_logits(OrtRunner.open(onnx_path, info=info), faces, spec)
+    reference = batched_logits(OrtRunner.open(source.path, info=source.info), faces, spec)
     result["check_vs_onnx"] = compare_logits(reference, batched_logits(runner, faces, spec)).to_dict()
     return result
 
@@ -119,32 +120,47 @@ def _place(stage: Path, out: Path) -> None:
         os.replace(file, out / file.name)
 
 
-def build_intel(model: Path | str, out: Path | str, precision: str = "fp32", device: str = "CPU",
-                hint: str = "LATENCY", threads: int | None = None, cache_dir: Path | None = None,
-                calib: str | None = None, size: int = 512, seed: int = 0,
-                log: Callable[[str], None] = lambda _msg: None) -> dict:
-    """OpenVINO IR in folder ``out`` (model.xml/.bin, build.json, quantize.json for int8); returns the report."""
+@dataclass(frozen=True)
+class IntelBuild:
+    """One ``--target intel`` build: the model (float ONNX or checkpoint), the output folder, what the IR is
+    compiled for (precision, device, performance hint, threads, compiled-model cache) and, for int8, the
+    calibration images."""
+
+    model: Path | str
+    output: Path | str
+    precision: str = "fp32"
+    device: str = "CPU"
+    hint: str = "LATENCY"
+    threads: int | None = None
+    cache_dir: Path | None = None
+    calibration: CalibrationSource = field(default_factory=CalibrationSource)
+
+
+def build_intel(job: IntelBuild, log: Callable[[str], None] = lambda _msg: None) -> dict:
+    """OpenVINO IR in folder ``job.output`` (model.xml/.bin, build.json, quantize.json for int8); returns the
+    report."""
     import openvino as ov
 
-    device, hint, out = device.upper(), hint.upper(), Path(out)
+    job = replace(job, device=job.device.upper(), hint=job.hint.upper())
+    device, precision, out = job.device, job.precision, Path(job.output)
     check_intel_precision(device, precision)
-    if hint not in HINTS:
-        raise EdgeFerError(f"--hint {hint!r}: use one of {', '.join(HINTS)}")
+    if job.hint not in HINTS:
+        raise EdgeFerError(f"--hint {job.hint!r}: use one of {', '.join(HINTS)}")
     if not out.parent.is_dir():
         raise EdgeFerError(f"-o {out}: folder {out.parent} does not exist; create it or choose another output path")
     if (out.exists() and not out.is_dir()) or out.suffix.lower() in (".xml", ".bin", ".onnx", ".engine"):
         raise EdgeFerError(f"-o {out}: --target intel writes a folder (model.xml, model.bin, build.json); "
                            "give a folder path")
     with tempfile.TemporaryDirectory(prefix="edge-fer-build-") as work:
-        onnx_path, proto, info = load_source(Path(model), Path(work), log)
-        if is_quantized(proto):
-            raise EdgeFerError(f"{onnx_path}: already quantized; build from the float ONNX of edge-fer export "
+        source = load_source(Path(job.model), Path(work), log)
+        if is_quantized(source.proto):
+            raise EdgeFerError(f"{source.path}: already quantized; build from the float ONNX of edge-fer export "
                                "(--precision int8 quantizes it with NNCF)")
-        onnx_sha = sha256_file(onnx_path)
-        report: dict = {"target": "intel", "source": str(model), "source_onnx_sha256": onnx_sha,
+        onnx_sha = sha256_file(source.path)
+        report: dict = {"target": "intel", "source": str(job.model), "source_onnx_sha256": onnx_sha,
                         "openvino_version": ov.get_version(), "device": device, "requested_precision": precision,
-                        "performance_hint": hint, "threads_requested": threads,
-                        "cache_dir": str(cache_dir) if cache_dir else None}
+                        "performance_hint": job.hint, "threads_requested": job.threads,
+                        "cache_dir": str(job.cache_dir) if job.cache_dir else None}
         with staging_dir(out) as stage:
             xml = stage / "model.xml"
             provenance = {"edge_fer.source_onnx_sha256": onnx_sha}
@@ -152,9 +168,8 @@ def build_intel(model: Path | str, out: Path | str, precision: str = "fp32", dev
                 from edge_fer.quantize.options import QuantizeOptions
                 from edge_fer.quantize.run import quantize
 
-                images, desc = calibration_images(calib, size, seed, log)
-                quantized = quantize(onnx_path, xml, images, QuantizeOptions(target="intel"), calibration=desc,
-                                     log=log)
+                images, desc = calibration_images(job.calibration, log)
+                quantized = quantize(source, xml, images, QuantizeOptions(target="intel"), calibration=desc, log=log)
                 # quantized in the staging folder: the report names the file where it ends up
                 (stage / "model.json").unlink()
                 write_json(stage / "quantize.json", {**quantized, "output": str(out / "model.xml")})
@@ -163,9 +178,9 @@ def build_intel(model: Path | str, out: Path | str, precision: str = "fp32", dev
                 report["float_vs_int8_heldout"] = quantized.get("float_vs_int8_heldout")
             else:
                 log("converting to OpenVINO IR")
-                build_intel_float(onnx_path, xml, precision, provenance, info)
+                build_intel_float(source.path, xml, precision, provenance, source.info)
             log(f"compiling for {device}")
-            report.update(_compile(xml, onnx_path, info, precision, device, hint, threads, cache_dir))
+            report.update(_compile(xml, source, job))
             actual = report.get("actual_precision")
             if actual and actual != precision:
                 report["warning"] = (f"requested {precision}, but {device} computes in {actual} "

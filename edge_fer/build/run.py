@@ -15,6 +15,7 @@ import onnx
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.artifacts.metadata import ModelInfo
 from edge_fer.build.tensorrt import EngineSettings
+from edge_fer.export.onnx_io import OnnxModel
 
 TARGETS = ("intel", "jetson")
 DEFAULT_PRECISION = {"intel": "fp32", "jetson": "fp16"}
@@ -72,22 +73,33 @@ def engine_settings(opts: BuildOptions, precision: str) -> EngineSettings:
                           opts.implicit_int8, str(opts.calib_cache) if opts.calib_cache else None, opts.tensorrt)
 
 
+@dataclass(frozen=True)
+class CalibrationSource:
+    """Where an INT8 build's calibration images come from: ``--calib`` (a folder or a manifest; None: the
+    embedded faces) and, for a folder, the sample's size and seed."""
+
+    calib: str | None = None
+    size: int = 512
+    seed: int = 0
+
+
 def run(opts: BuildOptions, log: Callable[[str], None]) -> dict:
     """The build stage: options checked for the target, then the OpenVINO IR, the engine or the bundle."""
     check_target_options(opts.target, {flag: getattr(opts, flag[2:].replace("-", "_"))
                                        for flags in TARGET_OPTIONS.values() for flag in flags})
     precision = opts.precision or DEFAULT_PRECISION[opts.target]
+    calibration = CalibrationSource(opts.calib, opts.size, opts.seed)
     if opts.target == "intel":
-        from edge_fer.build.openvino import build_intel
+        from edge_fer.build.openvino import IntelBuild, build_intel
 
         if opts.output is None:
             raise EdgeFerError("--target intel: give the output folder with -o DIR")
-        return build_intel(opts.model, opts.output, precision, opts.device or "CPU", opts.hint or "LATENCY",
-                           opts.threads, opts.cache_dir, opts.calib, opts.size, opts.seed, log)
-    from edge_fer.build.jetson import build_jetson
+        return build_intel(IntelBuild(opts.model, opts.output, precision, opts.device or "CPU", opts.hint or "LATENCY",
+                                      opts.threads, opts.cache_dir, calibration), log)
+    from edge_fer.build.jetson import JetsonBuild, build_jetson
 
-    return build_jetson(opts.model, opts.output, engine_settings(opts, precision), opts.calib, opts.size, opts.seed,
-                        opts.bundle, opts.deepstream, log)
+    return build_jetson(JetsonBuild(opts.model, opts.output, engine_settings(opts, precision), calibration,
+                                    opts.bundle, opts.deepstream), log)
 
 
 def summary_lines(report: dict, target: str) -> list[str]:
@@ -111,8 +123,8 @@ def summary_lines(report: dict, target: str) -> list[str]:
 # ----------------------------------------------------------------------------- input model
 
 
-def load_source(model: Path, work: Path, log: Callable[[str], None]) -> tuple[Path, onnx.ModelProto, ModelInfo]:
-    """The ONNX to build from, its proto and metadata: ``model`` itself, or a checkpoint exported into ``work``."""
+def load_source(model: Path, work: Path, log: Callable[[str], None]) -> OnnxModel:
+    """The ONNX to build from, read once: ``model`` itself, or a checkpoint exported into ``work``."""
     if not model.exists():
         raise EdgeFerError(f"{model}: file not found")
     if model.is_dir() or model.suffix.lower() in (".safetensors", ".json"):
@@ -130,25 +142,16 @@ def load_source(model: Path, work: Path, log: Callable[[str], None]) -> tuple[Pa
         proto = onnx.load(str(model))
     except Exception as e:  # DecodeError and friends
         raise EdgeFerError(f"{model}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from e
-    info = ModelInfo.from_strings({p.key: p.value for p in proto.metadata_props}, str(model))
-    return model, proto, info
+    return OnnxModel(model, proto, ModelInfo.from_strings({p.key: p.value for p in proto.metadata_props}, str(model)))
 
 
-def calibration_images(calib: str | None, size: int, seed: int, log: Callable[[str], None]):
+def calibration_images(source: CalibrationSource, log: Callable[[str], None]):
     """``(images, description)`` from :func:`edge_fer.quantize.calibration.load_calibration`."""
     from edge_fer.data.dataset import SkipReport
     from edge_fer.quantize.calibration import load_calibration
 
     skips = SkipReport()
-    images, desc = load_calibration(calib, size, seed, skips)
+    images, desc = load_calibration(source.calib, source.size, source.seed, skips)
     if skips.skipped:
         log(skips.summary())
     return images, desc
-
-
-# ----------------------------------------------------------------------------- intel
-
-
-# ----------------------------------------------------------------------------- jetson
-
-

@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -217,8 +218,19 @@ def check_dla_int8(settings: EngineSettings, flavor: Flavor, has_qdq: bool, wher
                            f"{flavor.label} calibrates the float ONNX of edge-fer export (--implicit-int8)")
 
 
-def _place_on_dla(trt, builder, network, config, settings: EngineSettings, onnx_path: Path) -> dict:
+@dataclass(frozen=True)
+class _Build:
+    """One engine build in progress: the TensorRT module, builder, parsed network and config its steps set up."""
+
+    trt: Any
+    builder: Any
+    network: Any
+    config: Any
+
+
+def _place_on_dla(build: _Build, settings: EngineSettings, onnx_path: Path) -> dict:
     """Put the network on DLA; returns its placement (layers DLA cannot run go to the GPU only with fallback)."""
+    trt, builder, network, config = build.trt, build.builder, build.network, build.config
     if settings.dla_core >= builder.num_DLA_cores:
         raise EdgeFerError(f"--dla-core {settings.dla_core}: this device has {builder.num_DLA_cores} DLA core(s)")
     config.default_device_type = trt.DeviceType.DLA
@@ -235,9 +247,10 @@ def _place_on_dla(trt, builder, network, config, settings: EngineSettings, onnx_
             "layers_on_dla": len(layers) - len(on_gpu), "layers_on_gpu": on_gpu}
 
 
-def _configure(trt, builder, network, config, settings: EngineSettings, flavor: Flavor, has_qdq: bool,
+def _configure(build: _Build, settings: EngineSettings, flavor: Flavor, has_qdq: bool,
                calib_batches: Sequence[np.ndarray], onnx_path: Path) -> dict:
-    """Precision, DLA, workspace and profile on ``config``; returns the sidecar's input/profile/DLA facts."""
+    """Precision, DLA, workspace and profile on the build's config; returns the sidecar's input/profile/DLA facts."""
+    trt, builder, network, config = build.trt, build.builder, build.network, build.config
     if settings.workspace_mb:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mb << 20)
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer precisions in the inspector
@@ -253,7 +266,7 @@ def _configure(trt, builder, network, config, settings: EngineSettings, flavor: 
         check_dla_int8(settings, flavor, has_qdq, str(onnx_path))
         if not flavor.strongly_typed:
             config.set_flag(trt.BuilderFlag.FP16)  # DLA computes in FP16/INT8 only
-        dla = _place_on_dla(trt, builder, network, config, settings, onnx_path)
+        dla = _place_on_dla(build, settings, onnx_path)
     tensor = network.get_input(0)
     shape = [int(d) for d in tensor.shape]
     low, opt, high = settings.profile
@@ -325,7 +338,7 @@ def build_engine(onnx_path: Path | str, settings: EngineSettings, info: ModelInf
     builder = trt.Builder(logger)
     network, _parser = _parse(trt, builder, logger, onnx_path, flavor)  # _parser owns the weights until the build
     config = builder.create_builder_config()
-    shapes = _configure(trt, builder, network, config, settings, flavor, has_qdq, calib_batches, onnx_path)
+    shapes = _configure(_Build(trt, builder, network, config), settings, flavor, has_qdq, calib_batches, onnx_path)
     cache_path = Path(settings.timing_cache) if settings.timing_cache else None
     if cache_path is not None:
         _attach_timing_cache(config, cache_path)
@@ -384,14 +397,3 @@ def target_flavor(settings: EngineSettings, bundle: bool) -> Flavor:
         return Flavor.of(settings.tensorrt or BUNDLE_TENSORRT)
     return installed_flavor(import_tensorrt("build on the Jetson, or pass --bundle DIR to write a folder that "
                                             "builds there"), settings)
-
-
-def write_engine(out: Path | str, engine_bytes: bytes, sidecar: dict) -> None:
-    """Write the sidecar, then the engine, each atomically (an engine never appears without its sidecar)."""
-    from edge_fer.artifacts.atomic import write_json
-    from edge_fer.backends.tensorrt_backend import sidecar_path
-
-    out = Path(out)
-    write_json(sidecar_path(out), sidecar)
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(engine_bytes)

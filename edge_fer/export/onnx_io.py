@@ -3,6 +3,7 @@ loader (with its "already quantized?" test) that quantize, build and bench share
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -33,31 +34,63 @@ def save_onnx(model: onnx.ModelProto, path: Path | str) -> None:
         onnx.save_model(model, str(tmp))
 
 
+@dataclass(frozen=True)
+class OnnxModel:
+    """An ONNX model read once: its file (named in errors), the graph and the edge-fer metadata parsed from it.
+    A stage that has read the model passes this on instead of the path, so no later step parses it again."""
+
+    path: Path
+    proto: onnx.ModelProto
+    info: ModelInfo
+
+
 def load_onnx(path: Path | str, classes: str | None = None, img_size: int | None = None
               ) -> tuple[onnx.ModelProto, ModelInfo]:
-    """The model and its metadata; a foreign model needs ``classes`` and ``img_size`` by hand."""
+    """The float model and its metadata; a foreign model needs ``classes`` and ``img_size`` by hand."""
     path = Path(path)
     if not path.is_file():
         raise EdgeFerError(f"{path}: file not found")
     try:
         proto = onnx.load(str(path))
-        onnx.checker.check_model(proto)
-    except Exception as e:  # DecodeError, ValidationError, ...
-        raise EdgeFerError(f"{path}: not a valid ONNX model ({str(e).splitlines()[0][:200]}); "
-                           "give the .onnx written by edge-fer export") from e
-    if not proto.graph.node or not proto.graph.input:
-        raise EdgeFerError(f"{path}: not a valid ONNX model (empty graph); give the .onnx written by edge-fer export")
-    props = {p.key: p.value for p in proto.metadata_props}
+    except Exception as e:  # DecodeError and friends
+        raise _not_valid(path, e) from e
+    _check_graph(proto, path)
     if classes or img_size:
         if not (classes and img_size):
             raise EdgeFerError(f"{path}: give both --classes and --img-size for a model without edge-fer metadata")
         info = ModelInfo.by_hand(classes, img_size)
     else:
-        info = ModelInfo.from_strings(props, str(path))
-    info.check_shapes(graph_dims(proto, "input"), graph_dims(proto, "output"), str(path))
-    if props.get("edge_fer.precision") == "int8" or is_quantized(proto):
-        raise EdgeFerError(f"{path}: already quantized; quantize the float model from edge-fer export")
+        info = ModelInfo.from_strings({p.key: p.value for p in proto.metadata_props}, str(path))
+    _check_float(proto, info, path)
     return proto, info
+
+
+def check_float_model(model: OnnxModel) -> None:
+    """What :func:`load_onnx` checks, for a model a stage has already read (its metadata is not parsed again)."""
+    _check_graph(model.proto, model.path)
+    _check_float(model.proto, model.info, model.path)
+
+
+def _not_valid(path: Path, e: Exception) -> EdgeFerError:
+    return EdgeFerError(f"{path}: not a valid ONNX model ({str(e).splitlines()[0][:200]}); "
+                        "give the .onnx written by edge-fer export")
+
+
+def _check_graph(proto: onnx.ModelProto, path: Path) -> None:
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as e:  # ValidationError, ...
+        raise _not_valid(path, e) from e
+    if not proto.graph.node or not proto.graph.input:
+        raise EdgeFerError(f"{path}: not a valid ONNX model (empty graph); give the .onnx written by edge-fer export")
+
+
+def _check_float(proto: onnx.ModelProto, info: ModelInfo, path: Path) -> None:
+    """The metadata fits the graph, and the model is not quantized yet."""
+    info.check_shapes(graph_dims(proto, "input"), graph_dims(proto, "output"), str(path))
+    precision = {p.key: p.value for p in proto.metadata_props}.get("edge_fer.precision")
+    if precision == "int8" or is_quantized(proto):
+        raise EdgeFerError(f"{path}: already quantized; quantize the float model from edge-fer export")
 
 
 def graph_dims(proto: onnx.ModelProto, kind: str) -> list[int | None]:

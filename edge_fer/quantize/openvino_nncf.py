@@ -11,10 +11,11 @@ import onnx
 
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.quantize.exclude import resolve_exclude
+from edge_fer.quantize.options import Recipe
 
 
-def _nncf_params(method: str, per_channel: bool, reduce_range: bool):
-    """NNCF's range estimator and weight scheme; ``reduce_range`` is its overflow fix on every layer."""
+def _nncf_params(recipe: Recipe):
+    """NNCF's range estimator and weight scheme; ``recipe.reduce_range`` is its overflow fix on every layer."""
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters,
         OverflowFix,
@@ -22,12 +23,13 @@ def _nncf_params(method: str, per_channel: bool, reduce_range: bool):
     )
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    if method == "entropy":
+    if recipe.method == "entropy":
         raise EdgeFerError("--method entropy is ONNX Runtime's; for --target intel use minmax or percentile")
-    estimator = RangeEstimatorParametersSet.MINMAX if method == "minmax" else RangeEstimatorParametersSet.MEAN_QUANTILE
+    estimator = (RangeEstimatorParametersSet.MINMAX if recipe.method == "minmax"
+                 else RangeEstimatorParametersSet.MEAN_QUANTILE)
     kwargs = {"activations_range_estimator_params": estimator,
-              "overflow_fix": OverflowFix.ENABLE if reduce_range else OverflowFix.DISABLE}
-    if not per_channel:
+              "overflow_fix": OverflowFix.ENABLE if recipe.reduce_range else OverflowFix.DISABLE}
+    if not recipe.per_channel:
         kwargs["weights_quantization_params"] = QuantizationParameters(per_channel=False)
     return AdvancedQuantizationParameters(**kwargs)
 
@@ -56,9 +58,10 @@ def float_convolutions(model) -> list[str]:
     return out
 
 
-def nncf_quantize(onnx_path: Path, batches: Sequence[np.ndarray], method: str, per_channel: bool,
-                  reduce_range: bool, exclude: Sequence[str], accuracy: tuple[Callable, Sequence, float] | None = None):
-    """The quantized ov.Model (plus the resolved ignored node names)."""
+def nncf_quantize(onnx_path: Path, batches: Sequence[np.ndarray], recipe: Recipe, exclude: Sequence[str],
+                  accuracy: tuple[Callable, Sequence, float] | None = None):
+    """The quantized ov.Model (plus the resolved ignored node names); ``accuracy``: NNCF's accuracy control
+    (validation function, labelled items, largest drop)."""
     import logging
 
     import nncf
@@ -73,7 +76,7 @@ def nncf_quantize(onnx_path: Path, batches: Sequence[np.ndarray], method: str, p
     ignored = resolve_exclude(exclude, nodes, OV_ALIASES)
     kwargs = {"preset": nncf.QuantizationPreset.PERFORMANCE, "subset_size": len(batches),
               "ignored_scope": nncf.IgnoredScope(names=ignored, types=OV_FLOAT_TYPES, validate=False),
-              "advanced_parameters": _nncf_params(method, per_channel, reduce_range)}
+              "advanced_parameters": _nncf_params(recipe)}
     dataset = nncf.Dataset(list(batches))
     if accuracy is None:
         return nncf.quantize(model, dataset, **kwargs), ignored
@@ -85,8 +88,8 @@ def nncf_quantize(onnx_path: Path, batches: Sequence[np.ndarray], method: str, p
     return quantized, ignored
 
 
-def nncf_qdq(onnx_path: Path, batches: Sequence[np.ndarray], method: str, per_channel: bool, reduce_range: bool,
-             exclude: Sequence[str]) -> onnx.ModelProto:
+def nncf_qdq(onnx_path: Path, batches: Sequence[np.ndarray], recipe: Recipe, exclude: Sequence[str]
+             ) -> onnx.ModelProto:
     """NNCF's intel scheme as a QDQ ONNX graph (NNCF's ONNX backend, the settings of :func:`nncf_quantize`).
 
     QAT fine-tunes this graph; OpenVINO then converts its Q/DQ pairs into FakeQuantize nodes.
@@ -102,4 +105,4 @@ def nncf_qdq(onnx_path: Path, batches: Sequence[np.ndarray], method: str, per_ch
     return nncf.quantize(model, nncf.Dataset(list(batches), lambda b: {name: b}),
                          preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(batches),
                          ignored_scope=nncf.IgnoredScope(names=ignored, types=ONNX_FLOAT_TYPES, validate=False),
-                         advanced_parameters=_nncf_params(method, per_channel, reduce_range))
+                         advanced_parameters=_nncf_params(recipe))

@@ -1,5 +1,6 @@
 """What one ``edge-fer quantize`` is asked to do besides its inputs (the model, the output and the calibration
-images): one record that the CLI, build and bench fill the same way."""
+images): one record that the CLI, build and bench fill the same way; and the :class:`Recipe` it resolves to,
+which the ONNX Runtime and NNCF steps both read."""
 
 from __future__ import annotations
 
@@ -27,3 +28,14 @@ class QuantizeOptions:
     reduce_range: bool | None = None  # None: 7- or 8-bit weights from this host's CPU (run.weight_range)
     qat: QatOptions | None = None
     min_agreement: float | None = None  # with qat: percent top-1 agreement PTQ must reach on val
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The quantization choices one run resolves (target, method, weight scheme): ONNX Runtime's and NNCF's
+    settings are made from it, and every retry of ``--max-drop`` reuses it."""
+
+    target: str
+    method: str
+    per_channel: bool
+    reduce_range: bool  # 7-bit weights: no int16 overflow in u8 x s8 products on CPUs without VNNI

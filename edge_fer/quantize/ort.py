@@ -12,6 +12,7 @@ import onnx
 
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.quantize import activation_ranges
+from edge_fer.quantize.options import Recipe
 from edge_fer.quantize.tensorrt_qdq import TENSORRT_QUANTIZED_OPS, tensorrt_float_nodes
 
 
@@ -33,16 +34,19 @@ def calibration_reader(batches: Sequence[np.ndarray], input_name: str):
 
 
 @dataclass(frozen=True)
-class OrtRecipe:
-    """The ONNX Runtime quantization choices one run makes (every retry of ``--max-drop`` reuses them)."""
+class OrtRun:
+    """What every ``quantize_static`` of one quantization shares: the float model, the calibration batches, the
+    recipe and the calibration cache (``ranges``); a ``--max-drop`` retry changes only the nodes kept float."""
 
-    target: str
-    method: str
-    per_channel: bool
-    reduce_range: bool  # 7-bit weights: no int16 overflow in u8 x s8 products on CPUs without VNNI
+    float_path: Path
+    batches: Sequence[np.ndarray]
+    recipe: Recipe
+    ranges: Path  # activation ranges: computed on the first call, read back by every later one
+    log: Callable[[str], None] = lambda _msg: None
+    where: Path | str | None = None  # the user's model, named in errors (float_path is a temp file by then gone)
 
 
-def _ort_settings(recipe: OrtRecipe) -> dict:
+def _ort_settings(recipe: Recipe) -> dict:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
     target, method = recipe.target, recipe.method
@@ -133,12 +137,10 @@ def recipe_float_nodes(model: onnx.ModelProto, target: str) -> dict[str, str]:
     return cpu_float_nodes(model) if target == "cpu" else tensorrt_float_nodes(model)
 
 
-def ort_quantize(float_path: Path, out: Path, batches: Sequence[np.ndarray], recipe: OrtRecipe,
-                 exclude: Sequence[str], ranges: Path, log: Callable[[str], None] = lambda _msg: None,
-                 where: Path | str | None = None) -> None:
-    """quantize_static into ``out`` (not atomic: callers write into a temp folder).
+def ort_quantize(run: OrtRun, out: Path, exclude: Sequence[str]) -> None:
+    """quantize_static of ``run`` into ``out`` (not atomic: callers write into a temp folder), ``exclude`` kept float.
 
-    ``ranges`` is the calibration cache: activation ranges are computed on the first call by
+    ``run.ranges`` is the calibration cache: activation ranges are computed on the first call by
     :mod:`edge_fer.quantize.activation_ranges` (every method, minmax included: ORT's own minmax with
     ``CalibMaxIntermediateOutputs``, which edge-fer used before recipe 6, dropped each full chunk of
     batches and kept only the last few batches' ranges) and read back by every later call with the
@@ -146,7 +148,6 @@ def ort_quantize(float_path: Path, out: Path, batches: Sequence[np.ndarray], rec
     Each target keeps its own nodes float (:func:`recipe_float_nodes`): for ``cpu`` the input layer and
     the attention gates, for ``jetson`` CBAM's spatial-attention convs; ``jetson`` quantizes convolution
     inputs only (:data:`TENSORRT_QUANTIZED_OPS`).
-    ``where`` is the user's model, named in errors (``float_path`` is a temp file by then gone).
     """
     import logging
 
@@ -155,18 +156,20 @@ def ort_quantize(float_path: Path, out: Path, batches: Sequence[np.ndarray], rec
     level = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # ORT logs "please pre-process" warnings on the root logger
     try:
-        model = onnx.load(str(float_path), load_external_data=False)
+        recipe = run.recipe
+        model = onnx.load(str(run.float_path), load_external_data=False)
         exclude = list(dict.fromkeys([*exclude, *recipe_float_nodes(model, recipe.target)]))
-        if not ranges.exists():
-            hists = activation_ranges.collect(
-                float_path, batches, lambda done, total: log(f"{recipe.method} calibration: batch {done}/{total}"))
-            activation_ranges.write_calibration_cache(ranges, hists, recipe.method, symmetric=recipe.target == "jetson")
-        quantize_static(str(float_path), str(out), None, nodes_to_exclude=list(exclude),
-                        calibration_cache_path=str(ranges), **_ort_settings(recipe))
+        if not run.ranges.exists():
+            hists = activation_ranges.collect(run.float_path, run.batches, lambda done, total: run.log(
+                f"{recipe.method} calibration: batch {done}/{total}"))
+            activation_ranges.write_calibration_cache(run.ranges, hists, recipe.method,
+                                                      symmetric=recipe.target == "jetson")
+        quantize_static(str(run.float_path), str(out), None, nodes_to_exclude=list(exclude),
+                        calibration_cache_path=str(run.ranges), **_ort_settings(recipe))
     except EdgeFerError:
         raise
     except Exception as e:
-        raise EdgeFerError(f"{where or float_path}: ONNX Runtime quantization failed "
+        raise EdgeFerError(f"{run.where or run.float_path}: ONNX Runtime quantization failed "
                            f"({str(e).splitlines()[0][:200]})") from e
     finally:
         logging.getLogger().setLevel(level)

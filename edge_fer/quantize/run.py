@@ -57,15 +57,15 @@ from edge_fer.artifacts.metadata import ModelInfo, artifact_bytes
 from edge_fer.artifacts.openvino_ir import save_ir
 from edge_fer.compare import compare_logits
 from edge_fer.data.preprocessing import preprocess
-from edge_fer.export.onnx_io import graph_dims, load_onnx, save_onnx, set_metadata
+from edge_fer.export.onnx_io import OnnxModel, check_float_model, graph_dims, load_onnx, save_onnx, set_metadata
 from edge_fer.platform import peak_rss_mb
 from edge_fer.quantize.exclude import resolve_exclude
 from edge_fer.quantize.openvino_nncf import float_convolutions, nncf_qdq, nncf_quantize
-from edge_fer.quantize.options import QuantizeOptions
-from edge_fer.quantize.ort import OrtRecipe, ort_quantize, prepare_float, recipe_float_nodes
+from edge_fer.quantize.options import QuantizeOptions, Recipe
+from edge_fer.quantize.ort import OrtRun, ort_quantize, prepare_float, recipe_float_nodes
 from edge_fer.quantize.qat import QatOptions
 from edge_fer.quantize.qat_select import QatContext, budget_from, check_qat_args, run_qat
-from edge_fer.quantize.sensitivity import bound_drop, open_for_target, val_accuracy
+from edge_fer.quantize.sensitivity import DropBudget, bound_drop, open_for_target, val_accuracy
 from edge_fer.quantize.tensorrt_qdq import check_tensorrt_qdq
 from edge_fer.train.metrics import batched_logits
 
@@ -175,13 +175,14 @@ def load_val(folder: Path | str, info: ModelInfo, skips) -> tuple[list[np.ndarra
     return images, labels
 
 
-def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.ndarray],
+def quantize(model: Path | str | OnnxModel, out_path: Path | str, images: Sequence[np.ndarray],
              opts: QuantizeOptions | None = None, calibration: dict | None = None,
              log: Callable[[str], None] = lambda _msg: None, console=None) -> dict:
-    """Quantize ``onnx_path`` to INT8 for ``target``; writes the model and ``OUT.json``; returns the report.
+    """Quantize ``model`` to INT8 for ``target``; writes the model and ``OUT.json``; returns the report.
 
-    ``opts`` None: the defaults of :class:`QuantizeOptions`.  With ``max_drop`` and a labelled ``val``
-    folder, the most quantization-sensitive
+    ``model``: the float ONNX file, or that model already read by the caller (build), whose metadata is then
+    not parsed again (nor ``classes``/``img_size`` applied).  ``opts`` None: the defaults of
+    :class:`QuantizeOptions`.  With ``max_drop`` and a labelled ``val`` folder, the most quantization-sensitive
     layers are kept float until top-1 accuracy drops by at most ``max_drop`` percentage
     points (the same unit as ``edge-fer bench --max-drop``).  ``reduce_range`` None
     picks 7- or 8-bit weights from this host's CPU (:func:`weight_range`); ``method``
@@ -194,11 +195,11 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
     target, max_drop, val = opts.target, opts.max_drop, opts.val
     check_qat_args(opts.qat, opts.min_agreement)
     method = check_choices(target, opts.method, max_drop is not None or opts.min_agreement is not None, val)
-    onnx_path = Path(onnx_path)
+    onnx_path = model.path if isinstance(model, OnnxModel) else Path(model)
     manifest = (calibration or {}).get("source") if (calibration or {}).get("kind") == "manifest" else None
     outputs = check_outputs(onnx_path, Path(out_path), target, manifest)
     out, report_file = outputs[0], outputs[1]
-    proto, info = load_onnx(onnx_path, opts.classes, opts.img_size)
+    proto, info = _float_model(model, opts)
     calib_images, held = calibration_split(images)
     static = graph_dims(proto, "input")[:1]
     from edge_fer.data.dataset import SkipReport
@@ -246,6 +247,17 @@ def quantize(onnx_path: Path | str, out_path: Path | str, images: Sequence[np.nd
     return report
 
 
+def _float_model(model: Path | str | OnnxModel, opts: QuantizeOptions) -> tuple[onnx.ModelProto, ModelInfo]:
+    """The float graph and its metadata: read and checked here, or checked and copied (quantize sets metadata
+    on its graph, and the caller's stays as it was) where the caller has read it."""
+    if not isinstance(model, OnnxModel):
+        return load_onnx(model, opts.classes, opts.img_size)
+    check_float_model(model)
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model.proto)
+    return proto, model.info
+
+
 def check_choices(target: str, method: str | None, budget: bool, val: str | Path | None) -> str:
     """The target and method checked (``method`` None: the target's default), a budget only with ``val``;
     returns the method."""
@@ -288,6 +300,10 @@ class _Job:
     log: Callable[[str], None]
     control: bool  # --max-drop keeps layers float (NNCF accuracy control, SQNR fallback); with --qat, QAT decides
 
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe(self.target, self.method, self.per_channel, self.narrow)
+
 
 def _quantize_intel(job: _Job, float_path: Path, staged: Path) -> dict:
     """NNCF (with accuracy control under ``--max-drop``) into the IR ``staged``; returns the report entries."""
@@ -301,8 +317,7 @@ def _quantize_intel(job: _Job, float_path: Path, staged: Path) -> dict:
         labelled = list(zip(make_batches(job.val_data[0], job.info, 1), job.val_data[1].tolist(), strict=True))
         accuracy = (validate, labelled, job.budget)
     job.log("calibrating with NNCF")
-    model, excluded = nncf_quantize(float_path, job.batches, job.method, job.per_channel, job.narrow, job.exclude,
-                                    accuracy)
+    model, excluded = nncf_quantize(float_path, job.batches, job.recipe, job.exclude, accuracy)
     save_ir(model, staged, job.props)
     report: dict = {"excluded": excluded}
     if job.control:
@@ -320,13 +335,11 @@ def _quantize_ort(job: _Job, float_path: Path, work: Path, staged: Path, out: Pa
     excluded = resolve_exclude(job.exclude, nodes)
     qdq = work / "int8.onnx"
     job.log("calibrating with ONNX Runtime")
-    recipe = OrtRecipe(job.target, job.method, job.per_channel, job.narrow)
-    ranges = work / "ranges.json"
-    ort_quantize(float_path, qdq, job.batches, recipe, excluded, ranges, job.log, where=job.where)
+    run = OrtRun(float_path, job.batches, job.recipe, work / "ranges.json", job.log, job.where)
+    ort_quantize(run, qdq, excluded)
     if job.control:
-        excluded, report["accuracy_control"] = bound_drop(
-            float_path, qdq, job.batches, recipe, ranges, excluded, nodes, job.info, job.val_data, job.budget,
-            job.log, job.where)
+        excluded, report["accuracy_control"] = bound_drop(run, qdq, excluded, nodes,
+                                                          DropBudget(job.info, job.val_data, job.budget))
     qproto = onnx.load(str(qdq))
     set_metadata(qproto, job.props)
     if job.target == "jetson":
@@ -347,7 +360,7 @@ def _qat(job: _Job, opts: QatOptions, float_path: Path, held: list[np.ndarray], 
                      staged, job.props, budget, job.val_data, job.log, console)
     if job.target == "intel":
         def graph() -> onnx.ModelProto:
-            return nncf_qdq(float_path, job.batches, job.method, job.per_channel, job.narrow, job.exclude)
+            return nncf_qdq(float_path, job.batches, job.recipe, job.exclude)
     else:
         def graph() -> onnx.ModelProto:
             return onnx.load(str(staged))

@@ -4,13 +4,14 @@ most sensitive float until the labelled val accuracy drop fits the budget."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 
 from edge_fer.artifacts.metadata import ModelInfo
-from edge_fer.quantize.ort import OrtRecipe, calibration_reader, ort_quantize
+from edge_fer.quantize.ort import OrtRun, calibration_reader, ort_quantize
 from edge_fer.train.metrics import batched_logits, compute_metrics
 
 SENSITIVITY_IMAGES = 16  # activation SQNR for --max-drop ranking: a ranking signal, not a measurement
@@ -95,27 +96,40 @@ def sensitivity(float_path: Path, qdq_path: Path, batches: Sequence[np.ndarray],
     return scores
 
 
-def bound_drop(float_path: Path, qdq: Path, batches, recipe: OrtRecipe, ranges: Path, excluded: list[str],
-                nodes, info, val_data, max_drop: float, log, where: Path) -> tuple[list[str], dict]:
-    """Keep the most sensitive layers float (1, 2, 4, ... of them) until the val accuracy drop fits."""
-    base = val_accuracy(float_path, info, val_data)
-    acc = val_accuracy(qdq, info, val_data, recipe.target)
+@dataclass(frozen=True)
+class DropBudget:
+    """``--max-drop`` as :func:`bound_drop` measures it: the labelled val images, the metadata that preprocesses
+    them, and the largest accuracy drop allowed (a fraction of accuracy, not points)."""
+
+    info: ModelInfo
+    val_data: tuple[list[np.ndarray], np.ndarray]
+    max_drop: float
+
+
+def bound_drop(run: OrtRun, qdq: Path, excluded: list[str], nodes: Sequence[tuple[str, str]], budget: DropBudget
+               ) -> tuple[list[str], dict]:
+    """Keep the most sensitive layers float (1, 2, 4, ... of them) until the val accuracy drop fits ``budget``;
+    ``qdq`` holds ``run``'s first quantization and is rewritten by each trial; ``nodes``: the float graph's
+    (name, op type)."""
+    info, val_data, max_drop, target = budget.info, budget.val_data, budget.max_drop, run.recipe.target
+    base = val_accuracy(run.float_path, info, val_data)
+    acc = val_accuracy(qdq, info, val_data, target)
     trials = [{"kept_float": 0, "int8_accuracy": acc}]
     control = {"float_accuracy": base, "max_drop": max_drop, "trials": trials, "kept_float": []}
     if base - acc <= max_drop:
         control["met"] = True
         return excluded, control
     candidates = quantized_nodes(onnx.load(str(qdq)), {n for n, _ in nodes} - set(excluded))
-    scores = sensitivity(float_path, qdq, batches, candidates)
+    scores = sensitivity(run.float_path, qdq, run.batches, candidates)
     ranked = sorted(scores, key=lambda n: (scores[n][0], n))
     tried: list[tuple[float, int, list[str]]] = [(acc, 0, [])]
     k = 1
     while ranked:
         k = min(k, len(ranked))
         keep = ranked[:k]
-        log(f"accuracy {acc:.2%} vs float {base:.2%}: keeping {k} most sensitive layers float")
-        ort_quantize(float_path, qdq, batches, recipe, [*excluded, *keep], ranges, where=where)
-        acc = val_accuracy(qdq, info, val_data, recipe.target)
+        run.log(f"accuracy {acc:.2%} vs float {base:.2%}: keeping {k} most sensitive layers float")
+        ort_quantize(run, qdq, [*excluded, *keep])
+        acc = val_accuracy(qdq, info, val_data, target)
         trials.append({"kept_float": k, "int8_accuracy": acc})
         tried.append((acc, k, keep))
         if base - acc <= max_drop or k == len(ranked):
@@ -125,15 +139,15 @@ def bound_drop(float_path: Path, qdq: Path, batches, recipe: OrtRecipe, ranges: 
     best = tried[-1][2]
     if not control["met"]:  # unreachable budget: ship the most accurate trial (fewest float layers on ties)
         acc, k, best = max(tried, key=lambda t: (t[0], -t[1]))
-        ort_quantize(float_path, qdq, batches, recipe, [*excluded, *best], ranges, where=where)
+        ort_quantize(run, qdq, [*excluded, *best])
         control["note"] = (f"budget not reachable by keeping layers float (best INT8 accuracy {acc:.2%} vs float "
                            f"{base:.2%}); wrote the most accurate trial ({k} layers float)")
-        log(control["note"])
+        run.log(control["note"])
     if ranked and len(best) == len(ranked):
         control["warning"] = (f"all {len(ranked)} quantized layers had to stay float: the output is effectively "
                               "the float model; per-layer fallback cannot meet this budget (try more calibration "
                               "images, --method percentile/entropy, or a larger --max-drop)")
-        log(control["warning"])
+        run.log(control["warning"])
     control["kept_float"] = [{"node": n, "op": dict(nodes).get(n, ""), "sqnr_db": round(scores[n][0], 2),
                               "reason": f"among the lowest SQNR ({scores[n][0]:.1f} dB on its {scores[n][1]})"}
                              for n in best]

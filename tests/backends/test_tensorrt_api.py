@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from fakes import fake_tensorrt
 
-from edge_fer.build.jetson import build_jetson
+from edge_fer.build.jetson import JetsonBuild, build_jetson
 from edge_fer.build.tensorrt import EngineSettings, Flavor
 from edge_fer.data.faces import embedded_faces
 from edge_fer.data.preprocessing import preprocess
@@ -137,7 +137,7 @@ def test_a_build_and_run_touch_only_the_releases_api(monkeypatch, tiny_onnx, tmp
     if Flavor.of(version).implicit_int8:
         settings.append(EngineSettings("int8", implicit_int8=True))
     for i, s in enumerate(settings):
-        build_jetson(tiny_onnx, tmp_path / f"{i}.engine", s)
+        build_jetson(JetsonBuild(tiny_onnx, tmp_path / f"{i}.engine", s))
         runner = open_runner(tmp_path / f"{i}.engine")
         runner(preprocess(embedded_faces()[:2], runner.info.preprocessing))
     classes = fake_tensorrt.api(version)["classes"]

@@ -26,9 +26,9 @@ from edge_fer.artifacts.checkpoint import load_checkpoint
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.backends import open_runner
 from edge_fer.backends.tensorrt_backend import check_version
-from edge_fer.build.jetson import build_jetson
-from edge_fer.build.openvino import CHECK_FACES, build_intel, check_intel_precision
-from edge_fer.build.run import check_target_options
+from edge_fer.build.jetson import JetsonBuild, build_jetson
+from edge_fer.build.openvino import CHECK_FACES, IntelBuild, build_intel, check_intel_precision
+from edge_fer.build.run import CalibrationSource, check_target_options
 from edge_fer.build.tensorrt import EngineSettings, Flavor, check_jetson_precision, layer_precisions
 from edge_fer.cli import app
 from edge_fer.data.faces import embedded_faces
@@ -156,8 +156,8 @@ def reference_onnx(tmp_path_factory) -> Path:
 def test_intel_builds_of_the_reference_model_run_as_reported(reference_onnx, fer_mini, tmp_path, precision):
     """Each precision of the real model builds, runs and reads back what it computes in (fp16/bf16 only where the
     CPU has them: elsewhere the report says fp32); the IR stays within tolerance of ONNX Runtime."""
-    report = build_intel(reference_onnx, tmp_path / "ir", precision, threads=2,
-                         calib=str(fer_mini / "val") if precision == "int8" else None, size=64)
+    calibration = CalibrationSource(str(fer_mini / "val") if precision == "int8" else None, size=64)
+    report = build_intel(IntelBuild(reference_onnx, tmp_path / "ir", precision, threads=2, calibration=calibration))
     names = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "i8": "int8"}
     assert report["requested_precision"] == precision and report["compiled"] is True
     if precision in ("fp32", "int8"):
@@ -201,7 +201,7 @@ def test_jetson_qdq_of_the_reference_model_is_judged_with_tensorrt_numerics(refe
 
 def test_intel_bf16_records_what_the_cpu_really_computes(tiny_onnx, tmp_path):
     cache = tmp_path / "ov-cache"
-    report = build_intel(tiny_onnx, tmp_path / "ir", "bf16", hint="throughput", threads=1, cache_dir=cache)
+    report = build_intel(IntelBuild(tiny_onnx, tmp_path / "ir", "bf16", hint="throughput", threads=1, cache_dir=cache))
     names = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
     assert report["actual_precision"] == names[report["inference_precision"]]  # read back, not assumed
     # only CPUs with AVX-512 BF16 / AMX honour bf16; elsewhere OpenVINO runs fp32 and the report says so
@@ -213,7 +213,7 @@ def test_intel_bf16_records_what_the_cpu_really_computes(tiny_onnx, tmp_path):
 
 
 def test_intel_auto_device_reports_the_request_and_execution_devices(tiny_onnx, tmp_path):
-    report = build_intel(tiny_onnx, tmp_path / "ir", "fp32", device="auto")
+    report = build_intel(IntelBuild(tiny_onnx, tmp_path / "ir", "fp32", device="auto"))
     assert report["device"] == "AUTO" and report["inference_precision"] == "unreported"
     assert report["actual_precision"] == "fp32" and report["execution_devices"]
 
@@ -223,7 +223,7 @@ def test_intel_int8_comes_from_nncf_with_provenance(tiny_onnx, tmp_path):
 
     from edge_fer.backends.openvino_backend import rt_info_strings
 
-    report = build_intel(tiny_onnx, tmp_path / "ir", "int8")
+    report = build_intel(IntelBuild(tiny_onnx, tmp_path / "ir", "int8"))
     files = sorted(p.name for p in (tmp_path / "ir").iterdir())
     assert files == ["build.json", "model.bin", "model.xml", "quantize.json"] and leftovers(tmp_path) == []
     model = ov.Core().read_model(str(tmp_path / "ir" / "model.xml"))
@@ -240,7 +240,7 @@ def test_intel_from_checkpoint_replaces_a_previous_build(tiny_checkpoint, tmp_pa
     out.mkdir()
     (out / "quantize.json").write_text("{}")  # from an earlier int8 build: must not survive an fp32 one
     (out / "notes.txt").write_text("mine")
-    report = build_intel(tiny_checkpoint, out, "fp32")
+    report = build_intel(IntelBuild(tiny_checkpoint, out, "fp32"))
     assert sorted(p.name for p in out.iterdir()) == ["build.json", "model.bin", "model.xml", "notes.txt"]
     assert report["source"] == str(tiny_checkpoint) and report["check_vs_onnx"]["top1_agreement"] == 1.0
 
@@ -250,18 +250,18 @@ def test_intel_device_absent_here_still_writes_the_ir(tiny_onnx, tmp_path):
 
     if any(d.startswith("NPU") for d in ov.Core().available_devices):
         pytest.skip("this machine has an NPU")
-    report = build_intel(tiny_onnx, tmp_path / "ir", "fp16", device="NPU")
+    report = build_intel(IntelBuild(tiny_onnx, tmp_path / "ir", "fp16", device="NPU"))
     assert report["compiled"] is False and "NPU is not present" in report["note"]
     assert (tmp_path / "ir" / "model.xml").is_file()
 
 
 def test_intel_rejects_bad_outputs_and_quantized_input(tiny_onnx, jetson_qdq, tmp_path):
     with pytest.raises(EdgeFerError, match="does not exist"):
-        build_intel(tiny_onnx, tmp_path / "no" / "ir")
+        build_intel(IntelBuild(tiny_onnx, tmp_path / "no" / "ir"))
     with pytest.raises(EdgeFerError, match="writes a folder"):
-        build_intel(tiny_onnx, tmp_path / "model.xml")
+        build_intel(IntelBuild(tiny_onnx, tmp_path / "model.xml"))
     with pytest.raises(EdgeFerError, match="already quantized"):
-        build_intel(jetson_qdq, tmp_path / "ir")
+        build_intel(IntelBuild(jetson_qdq, tmp_path / "ir"))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -277,7 +277,7 @@ def test_fp16_engine_sidecar_and_dynamic_batch(trt, tiny_onnx, tmp_path, faces):
     engine = tmp_path / "model.engine"
     cache = tmp_path / "timing.cache"
     settings = EngineSettings("fp16", workspace_mb=256, timing_cache=str(cache), opt_batch=2, max_batch=4)
-    report = build_jetson(tiny_onnx, engine, settings)
+    report = build_jetson(JetsonBuild(tiny_onnx, engine, settings))
     build = trt.builds[-1]
     # weak typing: the FP16 flag on the float ONNX; strong typing: no flag, a float16 ONNX
     assert build["flags"] == ([] if strong(trt) else ["FP16"]) and build["fp16_graph"] == strong(trt)
@@ -306,7 +306,7 @@ def test_fp16_engine_sidecar_and_dynamic_batch(trt, tiny_onnx, tmp_path, faces):
         np.testing.assert_allclose(got, want, atol=0.05)  # fp16 rounding of the cosine-scaled logits
         assert (got.argmax(1) == want.argmax(1)).all()
     # a second build reads the timing cache it updated
-    build_jetson(tiny_onnx, tmp_path / "again.engine", settings)
+    build_jetson(JetsonBuild(tiny_onnx, tmp_path / "again.engine", settings))
     assert json.loads(cache.read_bytes())["entries"]
 
 
@@ -314,7 +314,7 @@ def test_inspector_without_a_context_reads_na_on_dynamic_shapes(trt, tiny_onnx, 
     """The failure the sidecar used to hit: inspected without a context, a dynamic engine has no formats."""
     import tensorrt
 
-    build_jetson(tiny_onnx, tmp_path / "m.engine", EngineSettings("fp16"))
+    build_jetson(JetsonBuild(tiny_onnx, tmp_path / "m.engine", EngineSettings("fp16")))
     engine = tensorrt.Runtime(tensorrt.Logger()).deserialize_cuda_engine((tmp_path / "m.engine").read_bytes())
     bare = layer_precisions(engine.create_engine_inspector().get_engine_information(
         tensorrt.LayerInformationFormat.JSON))
@@ -324,7 +324,7 @@ def test_inspector_without_a_context_reads_na_on_dynamic_shapes(trt, tiny_onnx, 
 
 def test_int8_from_qdq_is_explicit_quantization(trt, jetson_qdq, tmp_path, faces):
     engine = tmp_path / "int8.engine"
-    build_jetson(jetson_qdq, engine, EngineSettings("int8"))
+    build_jetson(JetsonBuild(jetson_qdq, engine, EngineSettings("int8")))
     build = trt.builds[-1]
     assert build["flags"] == ([] if strong(trt) else ["INT8"]) and build["has_qdq"] and "calibration" not in build
     side = json.loads((tmp_path / "int8.engine.json").read_text())
@@ -350,7 +350,7 @@ def test_jetson_qdq_carries_float_weights_through_qdq_pairs(jetson_qdq):
 
 
 def test_int8_from_float_onnx_quantizes_for_tensorrt_first(trt, tiny_onnx, tmp_path):
-    build_jetson(tiny_onnx, tmp_path / "m.engine", EngineSettings("int8"))
+    build_jetson(JetsonBuild(tiny_onnx, tmp_path / "m.engine", EngineSettings("int8")))
     assert trt.builds[-1]["flags"] == ([] if strong(trt) else ["INT8"]) and trt.builds[-1]["has_qdq"]
     side = json.loads((tmp_path / "m.engine.json").read_text())
     assert side["calibration"]["kind"] == "embedded" and side["source"]["onnx_sha256"] == sha256(tiny_onnx)
@@ -358,15 +358,15 @@ def test_int8_from_float_onnx_quantizes_for_tensorrt_first(trt, tiny_onnx, tmp_p
 
 def test_fp16_refuses_a_quantized_onnx(trt, jetson_qdq, tmp_path):
     with pytest.raises(EdgeFerError, match="already quantized; --precision fp16"):
-        build_jetson(jetson_qdq, tmp_path / "x.engine", EngineSettings("fp16"))
+        build_jetson(JetsonBuild(jetson_qdq, tmp_path / "x.engine", EngineSettings("fp16")))
 
 
 def test_dla_fp16_fixed_batch_padding_and_fallback_layers_named(trt, tiny_onnx, tmp_path, faces):
     engine = tmp_path / "dla.engine"
     with pytest.raises(EdgeFerError, match=r"layers cannot run on DLA \(.*\); add --gpu-fallback"):
-        build_jetson(tiny_onnx, engine, EngineSettings("fp16", dla_core=1, opt_batch=2))
+        build_jetson(JetsonBuild(tiny_onnx, engine, EngineSettings("fp16", dla_core=1, opt_batch=2)))
     assert not trt.builds and list(tmp_path.iterdir()) == []  # refused before TensorRT built anything
-    build_jetson(tiny_onnx, engine, EngineSettings("fp16", dla_core=1, gpu_fallback=True, opt_batch=2))
+    build_jetson(JetsonBuild(tiny_onnx, engine, EngineSettings("fp16", dla_core=1, gpu_fallback=True, opt_batch=2)))
     build = trt.builds[-1]
     assert build["flags"] == (["GPU_FALLBACK"] if strong(trt) else ["FP16", "GPU_FALLBACK"])
     assert build["device_type"] == "DLA" and build["dla_core"] == 1
@@ -383,25 +383,26 @@ def test_dla_fp16_fixed_batch_padding_and_fallback_layers_named(trt, tiny_onnx, 
         assert out.shape == (n, 8)
         np.testing.assert_allclose(out, ort_logits(tiny_onnx, batch), atol=0.05)
     with pytest.raises(EdgeFerError, match="has 2 DLA core"):
-        build_jetson(tiny_onnx, tmp_path / "x.engine", EngineSettings("fp16", dla_core=2, gpu_fallback=True))
+        build_jetson(JetsonBuild(tiny_onnx, tmp_path / "x.engine",
+                                 EngineSettings("fp16", dla_core=2, gpu_fallback=True)))
 
 
 def test_dla_int8_is_implicit_on_tensorrt8_and_refused_later(trt, tiny_onnx, jetson_qdq, tmp_path, faces):
     """DLA runs no Q/DQ: TensorRT 8.x calibrates the float ONNX (cache kept); 10+ has no implicit INT8 left."""
     settings = EngineSettings("int8", dla_core=0, gpu_fallback=True, opt_batch=8)
     if Flavor.of(trt.version).implicit_int8:
-        build_jetson(tiny_onnx, tmp_path / "dla.engine", settings)
+        build_jetson(JetsonBuild(tiny_onnx, tmp_path / "dla.engine", settings))
         build = trt.builds[-1]
         assert build["device_type"] == "DLA" and not build["has_qdq"] and build["calibration"] == "calibrated"
         assert build["flags"] == ["FP16", "GPU_FALLBACK", "INT8"] and (tmp_path / "dla.engine.calib").is_file()
         side = json.loads((tmp_path / "dla.engine.json").read_text())
         assert side["int8_mode"] == "implicit (IInt8EntropyCalibrator2)" and side["dla"]["layers_on_gpu"]
         with pytest.raises(EdgeFerError, match="already quantized"):
-            build_jetson(jetson_qdq, tmp_path / "q.engine", settings)
+            build_jetson(JetsonBuild(jetson_qdq, tmp_path / "q.engine", settings))
     else:
         with pytest.raises(EdgeFerError, match=rf"DLA runs INT8 only with implicit .* TensorRT {trt.version[:4]}.* "
                                                r"DLA fp16 engine \(--precision fp16\)"):
-            build_jetson(tiny_onnx, tmp_path / "dla.engine", settings)
+            build_jetson(JetsonBuild(tiny_onnx, tmp_path / "dla.engine", settings))
         assert not trt.builds and list(tmp_path.iterdir()) == []
 
 
@@ -430,12 +431,12 @@ def test_fake_refuses_qdq_on_dla_like_tensorrt(trt, jetson_qdq, tmp_path):
 def test_mismatched_timing_cache_stops_before_the_build(monkeypatch, tiny_onnx, tmp_path):
     fake_tensorrt.install(monkeypatch, gpu="Orin")
     cache = tmp_path / "timing.cache"
-    build_jetson(tiny_onnx, tmp_path / "a.engine", EngineSettings("fp16", timing_cache=str(cache)))
+    build_jetson(JetsonBuild(tiny_onnx, tmp_path / "a.engine", EngineSettings("fp16", timing_cache=str(cache))))
     written = cache.read_bytes()
     fake_tensorrt.uninstall()
     state = fake_tensorrt.install(monkeypatch, gpu="Xavier", compute_capability=(7, 2))
     with pytest.raises(EdgeFerError, match=r"--timing-cache .*TensorRT refused it .*give a new path or delete it"):
-        build_jetson(tiny_onnx, tmp_path / "b.engine", EngineSettings("fp16", timing_cache=str(cache)))
+        build_jetson(JetsonBuild(tiny_onnx, tmp_path / "b.engine", EngineSettings("fp16", timing_cache=str(cache))))
     assert state.builds == [] and cache.read_bytes() == written and not (tmp_path / "b.engine").exists()
     fake_tensorrt.uninstall()
 
@@ -446,7 +447,7 @@ def test_engine_from_another_gpu_l4t_or_tensorrt_says_rebuild(monkeypatch, tiny_
     monkeypatch.setattr(host, "L4T_RELEASE", release)
     fake_tensorrt.install(monkeypatch)
     engine = tmp_path / "model.engine"
-    build_jetson(tiny_onnx, engine, EngineSettings("fp16"))
+    build_jetson(JetsonBuild(tiny_onnx, engine, EngineSettings("fp16")))
     assert json.loads((tmp_path / "model.engine.json").read_text())["l4t_release"] == "R36.4.3"
     fake_tensorrt.uninstall()
     fake_tensorrt.install(monkeypatch, version="10.7.0")
@@ -485,7 +486,7 @@ def test_unsupported_tensorrt_is_one_line(version, why):
 def test_declared_tensorrt_must_match_the_installed_one(trt, tiny_onnx, tmp_path):
     other = "8.6" if trt.version.startswith("1") else "10.3"
     with pytest.raises(EdgeFerError, match=rf"--tensorrt {other}, but TensorRT {re.escape(trt.version)} is installed"):
-        build_jetson(tiny_onnx, tmp_path / "m.engine", EngineSettings("fp16", tensorrt=other))
+        build_jetson(JetsonBuild(tiny_onnx, tmp_path / "m.engine", EngineSettings("fp16", tensorrt=other)))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -496,7 +497,7 @@ def test_missing_tensorrt_or_pycuda_is_one_clear_line(monkeypatch, tiny_onnx, tm
     assert result.exit_code == 1 and len(lines) == 1 and "TensorRT is not installed" in lines[0]
     assert "--bundle" in lines[0] and list(tmp_path.iterdir()) == []
     fake_tensorrt.install(monkeypatch, pycuda=False)
-    build_jetson(tiny_onnx, tmp_path / "m.engine", EngineSettings("fp16"))  # building needs no pycuda
+    build_jetson(JetsonBuild(tiny_onnx, tmp_path / "m.engine", EngineSettings("fp16")))  # building needs no pycuda
     assert json.loads((tmp_path / "m.engine.json").read_text())["gpu"] == ""
     with pytest.raises(EdgeFerError, match="neither pycuda nor cuda-python is installed"):
         open_runner(tmp_path / "m.engine")
@@ -506,7 +507,7 @@ def test_cuda_python_serves_where_pycuda_is_absent(monkeypatch, tiny_onnx, tmp_p
     """Newer JetPack images ship cuda-python rather than pycuda: the same engine runs through it."""
     fake_tensorrt.install(monkeypatch, pycuda=False, cuda_python=True)
     engine = tmp_path / "m.engine"
-    build_jetson(tiny_onnx, engine, EngineSettings("fp16"))
+    build_jetson(JetsonBuild(tiny_onnx, engine, EngineSettings("fp16")))
     assert json.loads((tmp_path / "m.engine.json").read_text())["gpu"] == "Orin"  # GPU facts via cuda-python
     runner = open_runner(engine)
     assert runner.settings["cuda_binding"] == "cuda-python" and runner.settings["compute_capability"] == "8.7"
@@ -520,10 +521,10 @@ def test_implicit_int8_calibrator_where_tensorrt_still_has_it(trt, tiny_onnx, tm
     settings = EngineSettings("int8", implicit_int8=True)
     if not Flavor.of(trt.version).implicit_int8:
         with pytest.raises(EdgeFerError, match=rf"deprecated in TensorRT {re.escape(trt.version)}"):
-            build_jetson(tiny_onnx, engine, settings)
+            build_jetson(JetsonBuild(tiny_onnx, engine, settings))
         assert not trt.builds
         return
-    build_jetson(tiny_onnx, engine, settings)
+    build_jetson(JetsonBuild(tiny_onnx, engine, settings))
     build = trt.builds[-1]
     assert build["explicit_batch"] and build["flags"] == ["INT8"] and not build["has_qdq"]
     assert build["calibration"] == "calibrated" and build["calibrated_batches"] == 12  # 100 faces / 8, full only
@@ -531,7 +532,7 @@ def test_implicit_int8_calibrator_where_tensorrt_still_has_it(trt, tiny_onnx, tm
     assert json.loads(cache.read_bytes())["images"] > 0
     side = json.loads((tmp_path / "m.engine.json").read_text())
     assert side["int8_mode"] == "implicit (IInt8EntropyCalibrator2)"
-    build_jetson(tiny_onnx, engine, settings)
+    build_jetson(JetsonBuild(tiny_onnx, engine, settings))
     assert trt.builds[-1]["calibration"] == "from cache"
     runner = open_runner(engine)
     batch = preprocess(faces[:2], runner.info.preprocessing)
@@ -545,26 +546,26 @@ def test_static_batch_onnx_needs_matching_profile(trt, tiny_onnx, tmp_path):
     static = tmp_path / "static.onnx"
     onnx.save_model(proto, str(static))
     with pytest.raises(EdgeFerError, match="static batch 1"):
-        build_jetson(static, tmp_path / "m.engine", EngineSettings("fp16"))
-    build_jetson(static, tmp_path / "m.engine", EngineSettings("fp16", max_batch=1))
+        build_jetson(JetsonBuild(static, tmp_path / "m.engine", EngineSettings("fp16")))
+    build_jetson(JetsonBuild(static, tmp_path / "m.engine", EngineSettings("fp16", max_batch=1)))
     assert trt.builds[-1]["profile"] is None
     assert open_runner(tmp_path / "m.engine").max_batch == 1
 
 
 def test_output_checks_leave_nothing_behind(trt, tiny_onnx, tmp_path):
     with pytest.raises(EdgeFerError, match="does not exist"):
-        build_jetson(tiny_onnx, tmp_path / "no" / "m.engine", EngineSettings())
+        build_jetson(JetsonBuild(tiny_onnx, tmp_path / "no" / "m.engine", EngineSettings()))
     with pytest.raises(EdgeFerError, match=r"ends in \.engine"):
-        build_jetson(tiny_onnx, tmp_path / "m.onnx", EngineSettings())
+        build_jetson(JetsonBuild(tiny_onnx, tmp_path / "m.onnx", EngineSettings()))
     with pytest.raises(EdgeFerError, match="not both"):
-        build_jetson(tiny_onnx, tmp_path / "m.engine", EngineSettings(), bundle=tmp_path / "b")
+        build_jetson(JetsonBuild(tiny_onnx, tmp_path / "m.engine", EngineSettings(), bundle=tmp_path / "b"))
     bad = tmp_path / "bad.onnx"
     proto = onnx.load(str(tiny_onnx))
     proto.graph.node[0].op_type = "NotAnOp"
     onnx.save_model(proto, str(bad))
     # strongly typed: the float16 conversion (onnx's checker) finds it first, else TensorRT's parser
     with pytest.raises(EdgeFerError, match="cannot convert it to float16" if strong(trt) else "cannot parse"):
-        build_jetson(bad, tmp_path / "m.engine", EngineSettings())
+        build_jetson(JetsonBuild(bad, tmp_path / "m.engine", EngineSettings()))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx"]
 
 
@@ -614,7 +615,8 @@ def test_bundle_int8_with_deepstream_follows_the_declared_tensorrt(monkeypatch, 
     bundle = tmp_path / "bundle"
     settings = EngineSettings("int8", workspace_mb=512, opt_batch=2, max_batch=16, tensorrt=tensorrt)
     flavor = Flavor.of(tensorrt)
-    report = build_jetson(tiny_onnx, None, settings, calib=str(calib_folder), size=40, bundle=bundle, deepstream=True)
+    calibration = CalibrationSource(str(calib_folder), 40)
+    report = build_jetson(JetsonBuild(tiny_onnx, None, settings, calibration, bundle=bundle, deepstream=True))
     calib_file = [] if flavor.strongly_typed else ["model.deepstream.calib"]
     assert report["files"] == sorted(p.name for p in bundle.iterdir()) == sorted([
         "README.md", "build.sh", "calibration.txt", "metadata.json", "model.deepstream.onnx", "model.labels.txt",
@@ -659,13 +661,13 @@ def test_bundle_int8_with_deepstream_follows_the_declared_tensorrt(monkeypatch, 
     assert len(runs) == 2 and "--onnx=model.deepstream.onnx" in runs[1]
     assert json.loads((bundle / "model.engine.json").read_text())["metadata"] == meta["metadata"]
     with pytest.raises(EdgeFerError, match="not an empty folder"):
-        build_jetson(tiny_onnx, None, EngineSettings("fp16"), bundle=bundle)
+        build_jetson(JetsonBuild(tiny_onnx, None, EngineSettings("fp16"), bundle=bundle))
 
 
 def test_bundle_build_sh_stops_on_another_tensorrt(monkeypatch, tiny_onnx, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     bundle = tmp_path / "b"
-    build_jetson(tiny_onnx, None, EngineSettings("fp16", tensorrt="10.3"), bundle=bundle)
+    build_jetson(JetsonBuild(tiny_onnx, None, EngineSettings("fp16", tensorrt="10.3"), bundle=bundle))
     proc = subprocess.run(["bash", str(bundle / "build.sh")], env=fake_trtexec(tmp_path, "11.4.0.106"),
                           capture_output=True, text=True)
     assert proc.returncode == 1 and not (bundle / "trtexec.log").exists()
@@ -680,7 +682,7 @@ def test_bundle_build_sh_stops_on_another_tensorrt(monkeypatch, tiny_onnx, tmp_p
 def test_strongly_typed_fp16_bundle_carries_the_float16_onnx(monkeypatch, tiny_onnx, tmp_path, faces):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     bundle = tmp_path / "b"
-    build_jetson(tiny_onnx, None, EngineSettings("fp16", tensorrt="11.4"), bundle=bundle, deepstream=True)
+    build_jetson(JetsonBuild(tiny_onnx, None, EngineSettings("fp16", tensorrt="11.4"), bundle=bundle, deepstream=True))
     assert (bundle / "model.float.onnx").read_bytes() == tiny_onnx.read_bytes()
     half = onnx.load(str(bundle / "model.onnx"))
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in half.graph.initializer)
@@ -695,9 +697,10 @@ def test_strongly_typed_fp16_bundle_carries_the_float16_onnx(monkeypatch, tiny_o
 def test_bundle_refuses_dla_int8(monkeypatch, tiny_onnx, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(EdgeFerError, match="which a bundle cannot do"):
-        build_jetson(tiny_onnx, None, EngineSettings("int8", dla_core=0, tensorrt="8.6"), bundle=tmp_path / "b")
+        build_jetson(JetsonBuild(tiny_onnx, None, EngineSettings("int8", dla_core=0, tensorrt="8.6"),
+                                 bundle=tmp_path / "b"))
     with pytest.raises(EdgeFerError, match="DLA runs INT8 only with implicit"):
-        build_jetson(tiny_onnx, None, EngineSettings("int8", dla_core=0), bundle=tmp_path / "b")
+        build_jetson(JetsonBuild(tiny_onnx, None, EngineSettings("int8", dla_core=0), bundle=tmp_path / "b"))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -718,7 +721,7 @@ def test_fp16_bundle_from_the_cli(monkeypatch, tiny_onnx, tmp_path):
 
 def test_deepstream_config_reproduces_preprocessing(trt, tiny_onnx, tmp_path, faces):
     engine = tmp_path / "fer.engine"
-    build_jetson(tiny_onnx, engine, EngineSettings("fp16", max_batch=4), deepstream=True)
+    build_jetson(JetsonBuild(tiny_onnx, engine, EngineSettings("fp16", max_batch=4), deepstream=True))
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["fer.deepstream.engine", "fer.deepstream.engine.json", "fer.deepstream.onnx", "fer.engine",
                      "fer.engine.json", "fer.labels.txt", "fer.nvinfer.txt"]

@@ -21,8 +21,8 @@ def _parsed(args: list[str], tmp_path: Path, monkeypatch) -> tuple[EngineSetting
     """(settings, deepstream) that the real ``edge-fer build`` CLI hands the jetson build for ``args``."""
     seen: list[tuple[EngineSettings, bool]] = []
 
-    def capture(model, output, settings, calib, size, seed, bundle, deepstream, log):
-        seen.append((settings, deepstream))
+    def capture(job, log):
+        seen.append((job.settings, job.deepstream))
         raise typer.Exit(0)
 
     monkeypatch.setattr("edge_fer.build.jetson.build_jetson", capture)

@@ -73,13 +73,15 @@ def test_histogram_ranges_are_computed_once_and_reused(tiny_onnx, calib, tmp_pat
     """Entropy/percentile ranges come from edge-fer's streaming histograms, reach ORT as its calibration
     cache, and a second quantization with that cache (a --max-drop retry) reads them instead of recalibrating."""
     from edge_fer.quantize import activation_ranges
-    from edge_fer.quantize.ort import OrtRecipe, ort_quantize, prepare_float
+    from edge_fer.quantize.options import Recipe
+    from edge_fer.quantize.ort import OrtRun, ort_quantize, prepare_float
     from edge_fer.quantize.run import CALIB_BATCH, make_batches
 
     float_path = prepare_float(onnx.load(str(tiny_onnx)), tmp_path)
     batches = make_batches(calib[0][:4 * CALIB_BATCH], load_onnx(tiny_onnx)[1])
-    recipe, ranges = OrtRecipe("cpu", method, True, True), tmp_path / "ranges.json"
-    ort_quantize(float_path, tmp_path / "a.onnx", batches, recipe, [], ranges)
+    ranges = tmp_path / "ranges.json"
+    run = OrtRun(float_path, batches, Recipe("cpu", method, True, True), ranges)
+    ort_quantize(run, tmp_path / "a.onnx", [])
     cache = json.loads(ranges.read_text())
     assert method.capitalize() in json.dumps(cache["calibration_method"])
     relu = next(n.output[0] for n in onnx.load(str(float_path)).graph.node if n.op_type == "Relu")
@@ -89,7 +91,7 @@ def test_histogram_ranges_are_computed_once_and_reused(tiny_onnx, calib, tmp_pat
         raise AssertionError("calibration ran again")
 
     monkeypatch.setattr(activation_ranges, "collect", no_second_pass)
-    ort_quantize(float_path, tmp_path / "b.onnx", batches, recipe, [], ranges)
+    ort_quantize(run, tmp_path / "b.onnx", [])
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
 
 
