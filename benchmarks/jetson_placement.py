@@ -43,6 +43,7 @@ from edge_fer.bench.measure import parity  # noqa: E402
 from edge_fer.data.dataset import SkipReport, load_labelled  # noqa: E402
 from edge_fer.quantize import ort  # noqa: E402
 from edge_fer.quantize.calibration import load_calibration  # noqa: E402
+from edge_fer.quantize.options import Recipe  # noqa: E402
 from edge_fer.quantize.run import calibration_split, make_batches  # noqa: E402
 from edge_fer.quantize.tensorrt_qdq import check_tensorrt_qdq  # noqa: E402
 from edge_fer.train.metrics import batched_logits  # noqa: E402
@@ -67,7 +68,7 @@ def settings_for(placement: str) -> tuple[Callable, Callable]:
     ops, outputs, spatial = PLACEMENTS[placement]
     base_settings, base_float = ort._ort_settings, ort.recipe_float_nodes
 
-    def settings(recipe: ort.OrtRecipe) -> dict:
+    def settings(recipe: Recipe) -> dict:
         out = dict(base_settings(recipe))
         out.pop("op_types_to_quantize", None)
         if ops:
@@ -88,8 +89,8 @@ def quantize_variant(float_path: Path, batches: list[np.ndarray], placement: str
     ort._ort_settings, ort.recipe_float_nodes = settings_for(placement)
     try:
         start = time.perf_counter()
-        ort.ort_quantize(float_path, out, batches, ort.OrtRecipe("jetson", method, True, False), [],
-                         out.with_suffix(f".{method}.ranges"))
+        recipe = Recipe("jetson", method, True, False)
+        ort.ort_quantize(ort.OrtRun(float_path, batches, recipe, out.with_suffix(f".{method}.ranges")), out, [])
         return time.perf_counter() - start
     finally:
         ort._ort_settings, ort.recipe_float_nodes = saved
