@@ -46,8 +46,26 @@ def finalize(run: Path, name: str, console: Console) -> None:
     shutil.rmtree(dest / "eval")
     meta = json.loads((dest / "model.json").read_text())
     meta["metrics"].update(results)
+    meta["training"].update(lineage(run, meta["training"]["config"]))
     write_json(dest / "model.json", meta)
     console.print(f"{name}: test {results['test']['accuracy']:.4f} macro {results['test']['macro_recall']:.4f}")
+
+
+def lineage(run: Path, cfg: dict) -> dict:
+    """The whole run's wall time (the checkpoint records it at the kept epoch) and, for a fine-tune, what its
+    ``--init`` run was (command, epochs, wall time, weights): a model card must give every stage's command."""
+    from edge_fer.artifacts.checkpoint import sha256_file
+
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    out: dict = {"run_wall_time_s": history[-1]["wall_s"], "run_epochs": sum(h["epoch"] > 0 for h in history)}
+    parent = Path(cfg.get("init") or "") / "model.json"
+    if cfg.get("init") and parent.is_file():
+        tr = json.loads(parent.read_text())["training"]
+        out["init_training"] = {"from": cfg["init"],
+                                "weights_sha256": sha256_file(parent.with_name("model.safetensors")),
+                                "command": tr["command"], "epochs": tr.get("run_epochs", tr["config"]["epochs"]),
+                                "wall_time_s": tr.get("run_wall_time_s", tr["wall_time_s"])}
+    return out
 
 
 def int8_latency(bench_files: list[Path]) -> dict[str, list[dict]]:
@@ -84,12 +102,19 @@ def model_section(name: str, meta: dict, latency: list[dict], sha: str) -> str:
                     for x in latency) or "| (not measured) | | | |"
     margins = test.get("margins", {})
     stages = ", ".join(f"{s}:{e}" for s, e in cfg["schedule"]) if cfg.get("schedule") else f"{size}:{cfg['epochs']}"
-    init = (f" Fine-tuned from `{cfg['init']}` (the run that `fernet-ferplus/` ships)." if cfg.get("init") == "runs/v2"
+    parent = tr.get("init_training")
+    init = (f" Fine-tuned from `{parent['from']}` (weights sha256 `{parent['weights_sha256'][:16]}…`), trained with "
+            f"`{parent['command']}` ({parent['epochs']} epochs, {parent['wall_time_s'] / 60:.0f} min)." if parent
             else f" Fine-tuned from `{cfg['init']}`." if cfg.get("init") else "")
+    wall = (f"{tr['wall_time_s'] / 60:.0f} min to the kept epoch, {tr['run_wall_time_s'] / 60:.0f} min for all "
+            f"{tr['run_epochs']}" if "run_wall_time_s" in tr else f"{tr['wall_time_s'] / 60:.0f} min")
     first = cfg["schedule"][0][0] if cfg.get("schedule") else size
     recal = (f" BatchNorm statistics re-estimated on {cfg['recalibrate_bn']} train images at {first} px first and at "
              "each new size." if cfg.get("recalibrate_bn") else "")
     resumed = tr.get("resumed_note", "")
+    ema = (f"- **Weight average** (`--ema {cfg['ema']:g}`): the shipped weights are an exponential moving average of "
+           "the trained ones (BatchNorm statistics included), the network validated at every epoch.\n"
+           if cfg.get("ema") else "")
     return f"""## `{name}/` ({size}×{size} input)
 
 Weights sha256 `{sha[:16]}…`; architecture: the seed's FERNet, width {arch['width']}, {arch['attention']}
@@ -124,7 +149,7 @@ INT8 latency at {size} px, batch 1 (median of interleaved rounds, `edge-fer benc
 - Schedule (size:epochs) {stages}; AdamW lr {cfg['lr']}, weight decay {cfg['weight_decay']}, batch
   {cfg['batch_size']}, warm-up 1 epoch then cosine; best epoch on val (mean of accuracy and macro recall):
   {m.get('best_epoch', '?')}.
-- Wall time {tr['wall_time_s'] / 60:.0f} min on {machine.get('cores')} CPU cores ({machine.get('cpu')}),
+{ema}- Wall time {wall} on {machine.get('cores')} CPU cores ({machine.get('cpu')}),
   torch {machine.get('torch')}, autocast {tr.get('amp')}.
 """
 
@@ -134,13 +159,18 @@ def variant_note() -> str:
     paths = [MODELS / name / "model.json" for name in ORDER]
     if not all(p.is_file() for p in paths):
         return ""
-    small, big = (json.loads(p.read_text())["metrics"]["test"] for p in paths)
+    metas = [json.loads(p.read_text()) for p in paths]
+    small, big = (m["metrics"]["test"] for m in metas)
+    big_init = metas[1]["training"]["config"].get("init")
+    base = (f"the default's first stage (`{big_init}`, before the continuation that made the default)"
+            if big_init and big_init == metas[0]["training"].get("init_training", {}).get("from")
+            else "the default's weights")
     history = json.loads((MODELS / ORDER[1] / "metrics.json").read_text())["history"]
     steps = ", ".join(f"{h['val_acc']:.1%} at {h['img_size']} px" for h in history)
     return f"""## The 224 px variant next to the default
 
 FER+ test {big['accuracy']:.1%} accuracy and {big['macro_recall']:.1%} macro recall, against the default's
-{small['accuracy']:.1%} and {small['macro_recall']:.1%}. It is the default's weights fine-tuned to the seed's
+{small['accuracy']:.1%} and {small['macro_recall']:.1%}. It is {base} fine-tuned to the seed's
 224×224 input on the whole FER+ train set: BatchNorm statistics re-estimated at each new size, then one
 epoch each at 96, 128 and 176 px and two at 224 px (val accuracy along the way: {steps}). Without the
 fine-tuning, the default's weights at 224 px reach 28.9% on 800 val images (BatchNorm recalibration alone):
