@@ -35,9 +35,10 @@ import onnx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.calibration_methods import DATA, float_reference, machine_name  # noqa: E402
+from benchmarks.calibration_methods import DATA, MODEL, float_reference, machine_name  # noqa: E402
 from edge_fer import platform as host  # noqa: E402
 from edge_fer.artifacts.atomic import write_json, write_text  # noqa: E402
+from edge_fer.artifacts.checkpoint import sha256_file  # noqa: E402
 from edge_fer.backends.onnxruntime_backend import OrtRunner  # noqa: E402
 from edge_fer.bench.measure import parity  # noqa: E402
 from edge_fer.data.dataset import SkipReport, load_labelled  # noqa: E402
@@ -117,10 +118,11 @@ def score(path: Path, splits: dict, reference: dict) -> dict:
     return out
 
 
-def markdown(rows: dict, float_acc: dict, chosen: str, cmd: str) -> str:
+def markdown(rows: dict, float_acc: dict, chosen: str, cmd: str, sha: str) -> str:
     lines = [
         "# jetson INT8: Q/DQ placement and calibration method (simulated TensorRT numerics)", "",
-        f"Reference model `edge_fer/models/fernet-ferplus`; calibrated on `{MANIFEST.relative_to(ROOT)}` less its "
+        f"Reference model `edge_fer/models/fernet-ferplus` (weights sha256 `{sha[:16]}…`); calibrated on "
+        f"`{MANIFEST.relative_to(ROOT)}` less its "
         "held-out fifth (the images and batches of `edge-fer quantize`); each QDQ graph run by ONNX Runtime with "
         f"graph optimisation off (Q/DQ as float rounding, as edge-fer simulates TensorRT), on {host.cpu_name()} "
         f"({machine_name()}). No TensorRT ran. Float accuracy: val {float_acc['val']:.2%}, test "
@@ -173,11 +175,12 @@ def main() -> None:
         print(f"note: val picks {chosen}; recipe 7 ships {' / '.join(SHIPPED)}", flush=True)
     cmd = "benchmarks/jetson_placement.py" + (f" --modelopt-onnx WORK/{args.modelopt_onnx.name}"
                                               if args.modelopt_onnx else "")
-    result = {"machine": host.cpu_name(), "float_accuracy": float_acc, "chosen_on_val": chosen, "rows": rows,
-              "command": cmd}
+    sha = sha256_file(MODEL / "model.safetensors")
+    result = {"machine": host.cpu_name(), "model_sha256": sha, "float_accuracy": float_acc,
+              "chosen_on_val": chosen, "rows": rows, "command": cmd}
     stem = ROOT / "benchmarks" / "results" / f"{machine_name()}-jetson_placement"
     write_json(stem.with_suffix(".json"), result)
-    write_text(stem.with_suffix(".md"), markdown(rows, float_acc, chosen, cmd))
+    write_text(stem.with_suffix(".md"), markdown(rows, float_acc, chosen, cmd, sha))
     print(f"wrote {stem}.md", flush=True)
 
 
