@@ -53,7 +53,7 @@ MANIFEST = ROOT / "calibration" / "ferplus-train-512.txt"
 # ops whose Q/DQ placement TensorRT's guide discusses: residual Add, pooling/reductions, the CBAM/SE gates, the head
 WATCHED = ("Conv", "Add", "Mul", "Sigmoid", "ReduceMean", "ReduceMax", "GlobalAveragePool", "MatMul", "Gemm",
            "Concat", "Relu", "Clip", "Div", "ReduceL2")
-BASELINE = "edge-fer jetson QDQ (default: entropy)"  # what `edge-fer quantize --target jetson` writes today
+BASELINE = "edge-fer jetson QDQ (default: percentile)"  # what `edge-fer quantize --target jetson` writes today
 MODELOPT_DISTS = ("nvidia-modelopt", "onnx", "onnxruntime", "onnx-graphsurgeon", "onnxconverter-common", "torch")
 
 
@@ -234,9 +234,8 @@ def produce(work: Path, mo_python: str) -> dict[str, dict]:
                 "--high_precision_dtype", "fp32", "--output_path"]
 
     recipes = {  # name: (file stem, kind, command less the output path; none: edge_fer.build.float16 in-process)
-        BASELINE: (f"edge-jetson-r{RECIPE}-entropy", "int8", edge_fer_jetson("entropy")),
-        "edge-fer jetson QDQ (percentile)": (f"edge-jetson-r{RECIPE}-percentile", "int8",
-                                             edge_fer_jetson("percentile")),
+        BASELINE: (f"edge-jetson-r{RECIPE}-percentile", "int8", edge_fer_jetson("percentile")),
+        "edge-fer jetson QDQ (entropy)": (f"edge-jetson-r{RECIPE}-entropy", "int8", edge_fer_jetson("entropy")),
         "edge-fer jetson QDQ (minmax)": (f"edge-jetson-r{RECIPE}-minmax", "int8", edge_fer_jetson("minmax")),
         "ModelOpt int8 (max)": ("modelopt-max", "int8", modelopt_int8("max", "modelopt-max")),
         "ModelOpt int8 (entropy)": ("modelopt-entropy", "int8", modelopt_int8("entropy", "modelopt-entropy")),
