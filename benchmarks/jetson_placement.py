@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.calibration_methods import DATA, MODEL, float_reference, machine_name  # noqa: E402
+from benchmarks.modelopt_eval import qdq_placement  # noqa: E402
 from edge_fer import platform as host  # noqa: E402
 from edge_fer.artifacts.atomic import write_json, write_text  # noqa: E402
 from edge_fer.artifacts.checkpoint import sha256_file  # noqa: E402
@@ -47,7 +48,6 @@ from edge_fer.quantize import ort  # noqa: E402
 from edge_fer.quantize.calibration import load_calibration  # noqa: E402
 from edge_fer.quantize.options import Recipe  # noqa: E402
 from edge_fer.quantize.run import RECIPE, calibration_split, make_batches  # noqa: E402
-from edge_fer.quantize.tensorrt_qdq import check_tensorrt_qdq  # noqa: E402
 from edge_fer.train.metrics import batched_logits  # noqa: E402
 
 MANIFEST = ROOT / "calibration" / "ferplus-train-512.txt"
@@ -99,13 +99,11 @@ def quantize_variant(float_path: Path, batches: list[np.ndarray], placement: str
 
 
 def placement_counts(model: onnx.ModelProto) -> dict:
-    """Q nodes, and convolutions whose input is int8."""
-    producer = {o: n for n in model.graph.node for o in n.output}
-    convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    int8_convs = sum(producer.get(n.input[0]) is not None and producer[n.input[0]].op_type == "DequantizeLinear"
-                     for n in convs)
-    return {"q_nodes": sum(n.op_type == "QuantizeLinear" for n in model.graph.node),
-            "int8_convs": f"{int8_convs}/{len(convs)}", "tensorrt_rules": check_tensorrt_qdq(model) == []}
+    """Q nodes, convolutions whose input is int8, and TensorRT's rules (from ``modelopt_eval.qdq_placement``)."""
+    placement = qdq_placement(model)
+    conv = placement["ops"]["Conv"]
+    return {"q_nodes": placement["quantize_nodes"], "int8_convs": f"{conv['int8_in']}/{conv['nodes']}",
+            "tensorrt_rules": placement["edge_fer_tensorrt_rules"] == []}
 
 
 def score(path: Path, splits: dict, reference: dict) -> dict:
