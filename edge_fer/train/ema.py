@@ -12,8 +12,6 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-PREFIX = "ema."
-
 
 class WeightAverage:
     def __init__(self, model: nn.Module, decay: float) -> None:
@@ -31,13 +29,12 @@ class WeightAverage:
         self.model.load_state_dict(model.state_dict())
         self._avg.n_averaged.zero_()
 
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """The average's state under ``ema.`` keys, for the resumable training state."""
-        return {PREFIX + k: v for k, v in self._avg.state_dict().items()}
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The average's state (weights, buffers, steps averaged), for the resumable training state."""
+        return self._avg.state_dict()
 
-    def load(self, tensors: dict[str, torch.Tensor], model: nn.Module) -> None:
-        """Restore from :meth:`tensors`; a state saved without an average restarts it from ``model``."""
-        state = {k[len(PREFIX):]: v for k, v in tensors.items() if k.startswith(PREFIX)}
+    def load(self, state: dict[str, torch.Tensor], model: nn.Module) -> None:
+        """Restore from :meth:`state_dict`; an empty state (saved without an average) restarts it from ``model``."""
         if state:
             self._avg.load_state_dict(state)
         else:

@@ -48,6 +48,11 @@ from edge_fer.train.ema import WeightAverage
 from edge_fer.train.metrics import Metrics, batched_logits, compute_metrics, torch_runner
 
 
+def _under(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of the resumable state saved under ``prefix``, with the prefix removed."""
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def _lr_factor(step: int, total: int, warmup: int) -> float:
     """Linear warm-up then cosine decay to 5% of the peak."""
     if step < warmup:
@@ -194,16 +199,13 @@ class Trainer:
     def save_state(self) -> None:
         folder = self.state_dir()
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        tensors.update({f"loss.{k}": v for k, v in self.loss.state_dict().items() if v is not None})
-        tensors.update(self.ema.tensors() if self.ema else {})
-        groups = {}
-        for name, opt in (("opt", self.opt), ("center_opt", self.center_opt)):
-            sd = opt.state_dict()
-            for idx, st in sd["state"].items():
-                for key, val in st.items():
-                    tensors[f"{name}.{idx}.{key}"] = torch.as_tensor(val)
-            groups[name] = sd["param_groups"]
+        optimizers = {"opt": self.opt.state_dict(), "center_opt": self.center_opt.state_dict()}
+        parts = {"model.": self.model.state_dict(), "loss.": self.loss.state_dict(),
+                 "ema.": self.ema.state_dict() if self.ema else {},
+                 **{f"{name}.": {f"{idx}.{key}": torch.as_tensor(val) for idx, st in sd["state"].items()
+                                 for key, val in st.items()} for name, sd in optimizers.items()}}
+        tensors = {prefix + k: v for prefix, part in parts.items() for k, v in part.items() if v is not None}
+        groups = {name: sd["param_groups"] for name, sd in optimizers.items()}
         with atomic_path(folder / "state.safetensors") as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
         write_json(folder / "state.json", {
@@ -218,16 +220,15 @@ class Trainer:
             raise EdgeFerError(f"{folder}/state.json: nothing to resume; start without --resume")
         meta = json.loads((folder / "state.json").read_text())
         tensors = load_file(str(folder / "state.safetensors"))
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        self.loss.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("loss.")}, strict=False)
+        self.model.load_state_dict(_under(tensors, "model."))
+        self.loss.load_state_dict(_under(tensors, "loss."), strict=False)
         if self.ema:
-            self.ema.load(tensors, self.model)
+            self.ema.load(_under(tensors, "ema."), self.model)
         for name, opt in (("opt", self.opt), ("center_opt", self.center_opt)):
             state: dict[int, dict] = {}
-            for k, v in tensors.items():
-                if k.startswith(name + "."):
-                    _, idx, key = k.split(".", 2)
-                    state.setdefault(int(idx), {})[key] = v
+            for k, v in _under(tensors, name + ".").items():
+                idx, key = k.split(".", 1)
+                state.setdefault(int(idx), {})[key] = v
             opt.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
         self.epoch, self.step = meta["epoch"], meta["step"]
         self.history, self.wall = meta["history"], meta["wall"]
