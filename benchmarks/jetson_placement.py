@@ -51,12 +51,12 @@ from edge_fer.quantize.run import RECIPE, calibration_split, make_batches  # noq
 from edge_fer.train.metrics import batched_logits  # noqa: E402
 
 MANIFEST = ROOT / "calibration" / "ferplus-train-512.txt"
-# placement: (op types to quantize, None = ORT's default list; conv outputs quantized; spatial convs float)
+# placement: (the recipe's op types, else ORT's default list; conv outputs quantized too; the recipe's float nodes)
 PLACEMENTS = {
-    "every op": (None, True, False),
-    "conv in+out": (["Conv"], True, False),
-    "conv in+out, spatial float": (["Conv"], True, True),
-    "conv inputs, spatial float": (["Conv"], False, True),
+    "every op": (False, True, False),
+    "conv in+out": (True, True, False),
+    "conv in+out, spatial float": (True, True, True),
+    "conv inputs, spatial float": (True, False, True),
 }
 VARIANTS = [("every op", "entropy"), ("every op", "percentile"), ("every op", "minmax"),
             ("conv in+out", "percentile"), ("conv in+out, spatial float", "percentile"),
@@ -67,16 +67,16 @@ SHIPPED = ("conv inputs, spatial float", "percentile")  # what recipe 8 writes b
 
 def settings_for(placement: str) -> tuple[Callable, Callable]:
     """The recipe's ORT settings and always-float nodes, rebuilt for ``placement``."""
-    ops, outputs, spatial = PLACEMENTS[placement]
+    recipe_ops, outputs, spatial = PLACEMENTS[placement]
     base_settings, base_float = ort._ort_settings, ort.recipe_float_nodes
 
     def settings(recipe: Recipe) -> dict:
-        out = dict(base_settings(recipe))
-        out.pop("op_types_to_quantize", None)
-        if ops:
-            out["op_types_to_quantize"] = ops
-        extra = {k: v for k, v in out["extra_options"].items() if k != "OpTypesToExcludeOutputQuantization"}
-        out["extra_options"] = extra if outputs else {**extra, "OpTypesToExcludeOutputQuantization": ["Conv"]}
+        out = {**base_settings(recipe)}
+        out["extra_options"] = {**out["extra_options"]}
+        if not recipe_ops:
+            del out["op_types_to_quantize"]
+        if outputs:
+            del out["extra_options"]["OpTypesToExcludeOutputQuantization"]
         return out
 
     def float_nodes(model: onnx.ModelProto, target: str) -> dict[str, str]:
