@@ -10,12 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
-
 from edge_fer.artifacts.errors import EdgeFerError
-from edge_fer.artifacts.metadata import ModelInfo
 from edge_fer.build.tensorrt import EngineSettings
-from edge_fer.export.onnx_io import OnnxModel
+from edge_fer.export.onnx_io import OnnxModel, metadata_of, read_onnx
 
 TARGETS = ("intel", "jetson")
 DEFAULT_PRECISION = {"intel": "fp32", "jetson": "fp16"}
@@ -138,11 +135,8 @@ def load_source(model: Path, work: Path, log: Callable[[str], None]) -> OnnxMode
         model = path
     elif model.suffix.lower() != ".onnx":
         raise EdgeFerError(f"{model}: give the .onnx from edge-fer export (or a checkpoint to export first)")
-    try:
-        proto = onnx.load(str(model))
-    except Exception as e:  # DecodeError and friends
-        raise EdgeFerError(f"{model}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from e
-    return OnnxModel(model, proto, ModelInfo.from_strings({p.key: p.value for p in proto.metadata_props}, str(model)))
+    proto = read_onnx(model)
+    return OnnxModel(model, proto, metadata_of(proto, model))
 
 
 def calibration_images(source: CalibrationSource, log: Callable[[str], None]):

@@ -44,23 +44,33 @@ class OnnxModel:
     info: ModelInfo
 
 
+def read_onnx(path: Path) -> onnx.ModelProto:
+    """The graph of an ONNX file (weights included); an unreadable file is a one-line error naming it."""
+    try:
+        return onnx.load(str(path))
+    except Exception as e:  # DecodeError and friends
+        raise _not_valid(path, e) from e
+
+
+def metadata_of(proto: onnx.ModelProto, path: Path | str) -> ModelInfo:
+    """The edge-fer metadata stored in ``proto`` (``path`` is named in errors)."""
+    return ModelInfo.from_strings({p.key: p.value for p in proto.metadata_props}, str(path))
+
+
 def load_onnx(path: Path | str, classes: str | None = None, img_size: int | None = None
               ) -> tuple[onnx.ModelProto, ModelInfo]:
     """The float model and its metadata; a foreign model needs ``classes`` and ``img_size`` by hand."""
     path = Path(path)
     if not path.is_file():
         raise EdgeFerError(f"{path}: file not found")
-    try:
-        proto = onnx.load(str(path))
-    except Exception as e:  # DecodeError and friends
-        raise _not_valid(path, e) from e
+    proto = read_onnx(path)
     _check_graph(proto, path)
     if classes or img_size:
         if not (classes and img_size):
             raise EdgeFerError(f"{path}: give both --classes and --img-size for a model without edge-fer metadata")
         info = ModelInfo.by_hand(classes, img_size)
     else:
-        info = ModelInfo.from_strings({p.key: p.value for p in proto.metadata_props}, str(path))
+        info = metadata_of(proto, path)
     _check_float(proto, info, path)
     return proto, info
 
@@ -111,6 +121,6 @@ def read_info(path: Path | str) -> ModelInfo:
     """An ONNX file's edge-fer metadata, checked against its graph, without opening an inference session
     (external weights are not read either)."""
     proto = onnx.load(str(path), load_external_data=False)
-    info = ModelInfo.from_strings({p.key: p.value for p in proto.metadata_props}, str(path))
+    info = metadata_of(proto, path)
     info.check_shapes(graph_dims(proto, "input"), graph_dims(proto, "output"), str(path))
     return info
