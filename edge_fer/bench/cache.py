@@ -168,36 +168,21 @@ def _engine(folder: CacheFolder, onnx_fp32: Path, precision: str, calib: Calibra
 
 def _naive_ort_int8(onnx_fp32: Path, out: Path, calib: list[np.ndarray]) -> None:
     """The naive baseline: ``quantize_static`` with every option left at its default."""
-    from onnxruntime.quantization import CalibrationDataReader, quantize_static
+    import onnx
+    from onnxruntime.quantization import quantize_static
 
     from edge_fer.artifacts.atomic import atomic_path
     from edge_fer.data.preprocessing import preprocess
-    from edge_fer.export.onnx_io import read_info, set_metadata
+    from edge_fer.export.onnx_io import INPUT_NAME, read_info, set_metadata
+    from edge_fer.quantize.ort import calibration_reader, quiet_root_logger
 
     info = read_info(onnx_fp32)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter([{"images": preprocess([im], info.preprocessing)} for im in calib])
-
-        def get_next(self):
-            return next(self.items, None)
-
-    import logging
-
-    import onnx
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # ORT's "please pre-process" advice on the root logger: noise beside the table
-    try:
-        with atomic_path(out) as tmp:
-            quantize_static(str(onnx_fp32), str(tmp), Reader())
-            proto = onnx.load(str(tmp))
-            set_metadata(proto, {**info.to_strings(), "edge_fer.precision": "int8"})
-            onnx.save_model(proto, str(tmp))
-    finally:
-        root.setLevel(level)
+    reader = calibration_reader([preprocess([im], info.preprocessing) for im in calib], INPUT_NAME)
+    with atomic_path(out) as tmp, quiet_root_logger():
+        quantize_static(str(onnx_fp32), str(tmp), reader)
+        proto = onnx.load(str(tmp))
+        set_metadata(proto, {**info.to_strings(), "edge_fer.precision": "int8"})
+        onnx.save_model(proto, str(tmp))
 
 
 ENGINE_MAX_BATCH = 32  # TensorRT profile maximum for bench engines (accuracy runs in batches of 32)

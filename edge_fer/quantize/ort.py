@@ -3,7 +3,9 @@ nodes cpu keeps float, and the calibration cache that ``--max-drop`` retries reu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,18 @@ def calibration_reader(batches: Sequence[np.ndarray], input_name: str):
             self.it = iter(batches)
 
     return Reader()
+
+
+@contextmanager
+def quiet_root_logger() -> Iterator[None]:
+    """ORT's quantizer logs "please pre-process" advice on the root logger: errors only while it runs."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 @dataclass(frozen=True)
@@ -149,12 +163,8 @@ def ort_quantize(run: OrtRun, out: Path, exclude: Sequence[str]) -> None:
     the attention gates, for ``jetson`` CBAM's spatial-attention convs; ``jetson`` quantizes convolution
     inputs only (:data:`TENSORRT_QUANTIZED_OPS`).
     """
-    import logging
-
     from onnxruntime.quantization import quantize_static
 
-    level = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)  # ORT logs "please pre-process" warnings on the root logger
     try:
         recipe = run.recipe
         model = onnx.load(str(run.float_path), load_external_data=False)
@@ -164,12 +174,11 @@ def ort_quantize(run: OrtRun, out: Path, exclude: Sequence[str]) -> None:
                 f"{recipe.method} calibration: batch {done}/{total}"))
             activation_ranges.write_calibration_cache(run.ranges, hists, recipe.method,
                                                       symmetric=recipe.target == "jetson")
-        quantize_static(str(run.float_path), str(out), None, nodes_to_exclude=list(exclude),
-                        calibration_cache_path=str(run.ranges), **_ort_settings(recipe))
+        with quiet_root_logger():
+            quantize_static(str(run.float_path), str(out), None, nodes_to_exclude=list(exclude),
+                            calibration_cache_path=str(run.ranges), **_ort_settings(recipe))
     except EdgeFerError:
         raise
     except Exception as e:
         raise EdgeFerError(f"{run.where or run.float_path}: ONNX Runtime quantization failed "
                            f"({str(e).splitlines()[0][:200]})") from e
-    finally:
-        logging.getLogger().setLevel(level)
