@@ -1,1 +1,1 @@
-"""Shared pieces every stage reads or writes: checkpoints, artifact metadata, atomic writes, plots."""
+"""Shared pieces every stage reads or writes: checkpoints, artifact metadata, atomic writes, plots, progress."""

@@ -32,9 +32,9 @@ import numpy as np
 import onnx
 import torch
 import torch.nn.functional as F
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from edge_fer.artifacts.errors import EdgeFerError
+from edge_fer.artifacts.progress import epoch_progress
 from edge_fer.compare import compare_logits
 from edge_fer.data.augment import Augment
 from edge_fer.data.dataset import SkipReport, load_images
@@ -122,9 +122,7 @@ def finetune(qdq: onnx.ModelProto, teacher: Callable[[np.ndarray], np.ndarray], 
     augment = Augment()
     steps = opts.epochs * math.ceil(len(images) / opts.batch_size)
     step = 0
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, disable=console is None) as progress:
+    with epoch_progress(console) as progress:
         for epoch in range(1, opts.epochs + 1):
             task = progress.add_task(f"QAT epoch {epoch}/{opts.epochs}", total=len(images), info="")
             order = rng.permutation(len(images))

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -36,6 +36,7 @@ from edge_fer.artifacts.atomic import atomic_path, write_json
 from edge_fer.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.artifacts.plots import plot_confusion, plot_curves
+from edge_fer.artifacts.progress import epoch_progress
 from edge_fer.data.augment import Augment, class_weights
 from edge_fer.data.dataset import FaceFolder, SkipReport, load_images, load_splits, near_duplicate_paths
 from edge_fer.data.preprocessing import Preprocessing, preprocess
@@ -351,9 +352,7 @@ def _train(cfg: TrainConfig, resume: bool, console: Console, world: World) -> Pa
         console.print(f"the ArcFace margin ramps from 0 to {cfg.margin} over epoch 1, so the training loss "
                       "rises at epoch 2; the kept checkpoint is the best val epoch at --img-size "
                       "(mean of accuracy and macro recall)")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[info]}"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    with epoch_progress(console) as progress:
         while trainer.epoch < cfg.total_epochs():
             size = cfg.size_at(trainer.epoch)
             t0 = time.perf_counter()
