@@ -210,14 +210,13 @@ class OnnxModule(nn.Module):
                 continue
             args = [self._value(i, env) if i else None for i in node.input]
             attrs = _attrs(node)
-            if node.op_type == "QuantizeLinear":
-                zp_type = self._zero_point_type(node)
-                lo, hi = INT_RANGES[zp_type]
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
                 zp = args[2].float() if len(args) > 2 and args[2] is not None else torch.zeros(())
-                out = quantize(args[0], args[1].float(), zp, attrs.get("axis", 1), lo, hi)
-            elif node.op_type == "DequantizeLinear":
-                zp = args[2].float() if len(args) > 2 and args[2] is not None else torch.zeros(())
-                out = dequantize(args[0].float(), args[1].float(), zp, attrs.get("axis", 1))
+                if node.op_type == "QuantizeLinear":
+                    lo, hi = INT_RANGES[self._zero_point_type(node)]
+                    out = quantize(args[0], args[1].float(), zp, attrs.get("axis", 1), lo, hi)
+                else:
+                    out = dequantize(args[0].float(), args[1].float(), zp, attrs.get("axis", 1))
             else:
                 out = OPS[node.op_type](*args, **attrs)
             env[node.output[0]] = out
@@ -238,5 +237,5 @@ class OnnxModule(nn.Module):
                 value = self._value(tensor.name, {}).detach().cpu().numpy()
                 if tensor.data_type in NUMPY_INT:
                     value = np.rint(value).astype(NUMPY_INT[tensor.data_type])
-                tensor.CopyFrom(numpy_helper.from_array(value.astype(value.dtype, copy=False), tensor.name))
+                tensor.CopyFrom(numpy_helper.from_array(value, tensor.name))
         return proto
