@@ -186,7 +186,8 @@ def describe(path: Path, ckpt: Checkpoint) -> list[str]:
     params = sum(p.numel() for p in ckpt.model.parameters())
     lines = [f"model      {path}",
              f"arch       FERNet width {cfg.width}, attention {cfg.attention}, {cfg.head} head, neck {cfg.neck}, "
-             f"input {cfg.img_size}px, {params / 1e6:.2f} M parameters",
+             f"input {cfg.img_size}px, {params / 1e6:.2f} M parameters"
+             + (", averages each face with its mirror image" if cfg.mirror_average else ""),
              f"classes    {', '.join(ckpt.classes)}"]
     metrics = ckpt.extra.get("metrics", {})
     for split in ("test", "val", "fer_mini_test"):

@@ -60,6 +60,11 @@ def train(
         min=0,
         help="Re-estimate BatchNorm statistics on N train images before epoch 1 and at each new schedule size")
                               ] = 0,
+    mirror_average: Annotated[bool, typer.Option(
+        help="The model averages each face with its mirror image at inference (2 passes; val uses it too)")] = False,
+    erase: Annotated[float, typer.Option(
+        callback=finite, min=0.0, max=1.0,
+        help="Random erasing: probability of hiding one random patch of each training image (0 = off)")] = 0.0,
     ema: Annotated[float, typer.Option(
         callback=finite, min=0.0, max=0.99999,
         help="Validate and ship an exponential moving average of the weights (decay per step, e.g. 0.999); 0 = off")
@@ -78,7 +83,8 @@ def train(
                       labels=labels, logit_adjust=logit_adjust, margin=margin, scale=scale,
                       center_weight=center_weight, center_lr=center_lr, balance=balance, seed=seed, device=device,
                       amp=amp, limit_per_class=limit_per_class, keep_near_dups=keep_near_dups,
-                      init=str(init) if init else "", recalibrate_bn=recalibrate_bn, ema=ema)
+                      init=str(init) if init else "", recalibrate_bn=recalibrate_bn,
+                      mirror_average=mirror_average, erase=erase, ema=ema)
     check_config(cfg, schedule)
     run_train(cfg, resume=resume, console=console)
 

@@ -1,7 +1,9 @@
 """Training-time augmentation on decoded uint8 images, before :func:`preprocess`.
 
-Small, face-preserving changes only (flip, zoom/shift, rotation, brightness and
-contrast): expressions live in fine detail, and FER crops are already aligned.
+Small, face-preserving changes (flip, zoom/shift, rotation, brightness and contrast):
+expressions live in fine detail, and FER crops are already aligned. Random erasing
+(off unless asked) hides one patch, so the model cannot lean on a single region
+(one eye, the mouth corner) the way an over-fitted model does.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class Augment:
     max_shift: float = 0.08  # fraction of the image side
     brightness: float = 0.2  # +- fraction of full scale
     contrast: tuple[float, float] = (0.8, 1.2)
+    erase: float = 0.0  # probability of filling one random patch with noise (Zhong et al. 2020, random erasing)
+    erase_area: tuple[float, float] = (0.02, 0.2)  # patch area, fraction of the image
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         gray = to_gray(image)
@@ -36,7 +40,22 @@ class Augment:
                              borderMode=cv2.BORDER_REFLECT_101)
         alpha = rng.uniform(*self.contrast)
         beta = rng.uniform(-self.brightness, self.brightness) * 255 + (1 - alpha) * float(out.mean())
-        return cv2.convertScaleAbs(out, alpha=alpha, beta=beta)
+        out = cv2.convertScaleAbs(out, alpha=alpha, beta=beta)
+        if rng.random() < self.erase:
+            out = self._erase(out, rng)
+        return out
+
+    def _erase(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One patch of uniform noise, area in ``erase_area`` and aspect ratio 1/3..3 (log-uniform)."""
+        h, w = image.shape
+        area = rng.uniform(*self.erase_area) * h * w
+        aspect = float(np.exp(rng.uniform(np.log(1 / 3), np.log(3))))
+        ph = min(h, max(1, round(np.sqrt(area * aspect))))
+        pw = min(w, max(1, round(np.sqrt(area / aspect))))
+        y, x = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
+        image = image.copy()
+        image[y:y + ph, x:x + pw] = rng.integers(0, 256, size=(ph, pw), dtype=np.uint8)
+        return image
 
 
 def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> np.ndarray:

@@ -48,6 +48,7 @@ class FERNetConfig:
     stack: tuple[tuple[int, int, bool], ...] = field(default=SEED_STACK)
     head: str = "cosine"  # "cosine" (ArcFace-style, scale * cos) | "linear" (the seed's FC, plain logits)
     neck: str = "none"  # "none" | "bn": BatchNorm1d between the pooled embedding and the head
+    mirror_average: bool = False  # inference: average the logits of each face and its mirror image
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,6 +96,18 @@ class FERNet(nn.Module):
         return self.features(images).mean(dim=(2, 3))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits; with ``mirror_average`` (eval only) the mean of the face's and its mirror image's.
+
+        Faces are left-right symmetric but a CNN's decisions are not: averaging the two views is
+        test-time augmentation baked into the graph, so every backend runs it. Training sees mirrors
+        through augmentation and runs one view (half the cost).
+        """
+        if self.config.mirror_average and not self.training:
+            both = self._logits(torch.cat([images, images.flip(3)]))
+            return both.reshape(2, -1, self.config.num_classes).mean(0)
+        return self._logits(images)
+
+    def _logits(self, images: torch.Tensor) -> torch.Tensor:
         emb = self.embed(images)
         if isinstance(self.neck, nn.BatchNorm1d) and not self.training:
             # Eval: the neck is an affine map; fold it into the head so exports stay a plain classifier.
@@ -108,6 +121,7 @@ def count_macs(model: FERNet, img_size: int | None = None) -> int:
     Counted from the real layer shapes with forward hooks, so it follows any
     width, attention or input size. Elementwise ops (BN, ReLU, sigmoid,
     attention products) are not MACs and are left out, as is customary.
+    Per input image: both views of a ``mirror_average`` model.
     """
     size = img_size or model.config.img_size
     total = 0
@@ -130,4 +144,5 @@ def count_macs(model: FERNet, img_size: int | None = None) -> int:
     finally:
         for h in handles:
             h.remove()
-    return total + emb.shape[1] * model.config.num_classes
+    views = 2 if model.config.mirror_average else 1  # a mirror-averaging model runs every face twice
+    return views * (total + emb.shape[1] * model.config.num_classes)

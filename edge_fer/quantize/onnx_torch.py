@@ -96,6 +96,17 @@ def _clip(x, lo=None, hi=None, **_):
     return torch.clamp(x, min=lo, max=hi)
 
 
+def _slice(x, starts, ends, axes=None, steps=None, **_):
+    """ONNX Slice, negative steps included (a mirror image is ``Slice(step=-1)``): a Python ``range``
+    slice clamps out-of-range bounds the way ONNX does."""
+    axes = axes.tolist() if axes is not None else list(range(len(starts)))
+    steps = steps.tolist() if steps is not None else [1] * len(starts)
+    for start, end, axis, step in zip(starts.tolist(), ends.tolist(), axes, steps, strict=True):
+        index = range(x.shape[axis])[slice(start, end, step)]
+        x = x.index_select(axis, torch.tensor(index, dtype=torch.int64, device=x.device))
+    return x
+
+
 def _gemm(a, b, c=None, **attrs):
     a = a.transpose(-1, -2) if attrs.get("transA", 0) else a
     b = b.transpose(-1, -2) if attrs.get("transB", 0) else b
@@ -123,6 +134,7 @@ OPS: dict[str, Callable] = {
     "Expand": lambda x, shape, **_: x.expand(torch.broadcast_shapes(x.shape, tuple(shape.tolist()))),
     "Transpose": lambda x, *, perm, **_: x.permute(*perm),
     "Reshape": lambda x, shape, **_: x.reshape(*shape.tolist()),
+    "Slice": _slice,
     "Flatten": lambda x, *, axis=1, **_: x.flatten(axis),
     "Identity": lambda x, **_: x,
 }

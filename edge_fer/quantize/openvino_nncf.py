@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 
 from edge_fer.artifacts.errors import EdgeFerError
-from edge_fer.quantize.exclude import resolve_exclude
+from edge_fer.quantize.exclude import mirror_nodes, resolve_exclude
 from edge_fer.quantize.options import Recipe
 
 
@@ -58,6 +58,14 @@ def float_convolutions(model) -> list[str]:
     return out
 
 
+def _ov_mirror_nodes(onnx_path: Path) -> list[str]:
+    """:func:`mirror_nodes` under OpenVINO's names: the node that writes a graph output takes the output's name."""
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    outputs = {o.name for o in proto.graph.output}
+    mirror = set(mirror_nodes(proto))
+    return [next((o for o in n.output if o in outputs), n.name) for n in proto.graph.node if n.name in mirror]
+
+
 def nncf_quantize(onnx_path: Path, batches: Sequence[np.ndarray], recipe: Recipe, exclude: Sequence[str],
                   accuracy: tuple[Callable, Sequence, float] | None = None):
     """The quantized ov.Model (plus the resolved ignored node names); ``accuracy``: NNCF's accuracy control
@@ -73,7 +81,7 @@ def nncf_quantize(onnx_path: Path, batches: Sequence[np.ndarray], recipe: Recipe
     names = {n for n, _ in nodes}
     # OpenVINO splits a biased ONNX Conv into "<name>/WithoutBiases" + Add: accept the ONNX node name
     exclude = [e + "/WithoutBiases" if e not in names and e + "/WithoutBiases" in names else e for e in exclude]
-    ignored = resolve_exclude(exclude, nodes, OV_ALIASES)
+    ignored = resolve_exclude(exclude, nodes, OV_ALIASES) + _ov_mirror_nodes(onnx_path)
     kwargs = {"preset": nncf.QuantizationPreset.PERFORMANCE, "subset_size": len(batches),
               "ignored_scope": nncf.IgnoredScope(names=ignored, types=OV_FLOAT_TYPES, validate=False),
               "advanced_parameters": _nncf_params(recipe)}
@@ -100,7 +108,7 @@ def nncf_qdq(onnx_path: Path, batches: Sequence[np.ndarray], recipe: Recipe, exc
 
     logging.getLogger("nncf").setLevel(logging.ERROR)
     model = onnx.load(str(onnx_path))
-    ignored = resolve_exclude(exclude, [(n.name, n.op_type) for n in model.graph.node])
+    ignored = resolve_exclude(exclude, [(n.name, n.op_type) for n in model.graph.node]) + mirror_nodes(model)
     name = model.graph.input[0].name
     return nncf.quantize(model, nncf.Dataset(list(batches), lambda b: {name: b}),
                          preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(batches),

@@ -14,6 +14,7 @@ import onnx
 
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.quantize import activation_ranges
+from edge_fer.quantize.exclude import MIRROR_REASON, mirror_nodes
 from edge_fer.quantize.options import Recipe
 from edge_fer.quantize.tensorrt_qdq import TENSORRT_QUANTIZED_OPS, tensorrt_float_nodes
 
@@ -102,9 +103,10 @@ INPUT_LAYER_REASON = ("input layer kept float for --target cpu: its uint8 input 
 
 
 def input_convs(model: onnx.ModelProto) -> list[str]:
-    """Convolutions that read the model input directly (the stem)."""
-    name = model.graph.input[0].name
-    return [n.name for n in model.graph.node if n.op_type == "Conv" and name in n.input]
+    """Convolutions that read the model input (the stem), directly or through mirror averaging's stacked views."""
+    mirror = set(mirror_nodes(model))
+    images = {model.graph.input[0].name} | {o for n in model.graph.node if n.name in mirror for o in n.output}
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and n.input[0] in images]
 
 
 ATTENTION_REASON = ("attention gate kept float for --target cpu: ONNX Runtime has no int8 ReduceMean/ReduceMax, so "
@@ -148,7 +150,8 @@ def cpu_float_nodes(model: onnx.ModelProto) -> dict[str, str]:
 
 def recipe_float_nodes(model: onnx.ModelProto, target: str) -> dict[str, str]:
     """Nodes the ``target``'s recipe always keeps float (beside ``--exclude``), with the reason for each."""
-    return cpu_float_nodes(model) if target == "cpu" else tensorrt_float_nodes(model)
+    out = cpu_float_nodes(model) if target == "cpu" else tensorrt_float_nodes(model)
+    return {**out, **dict.fromkeys(mirror_nodes(model), MIRROR_REASON)}
 
 
 def ort_quantize(run: OrtRun, out: Path, exclude: Sequence[str]) -> None:

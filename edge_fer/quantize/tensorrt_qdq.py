@@ -22,11 +22,19 @@ SPATIAL_ATTENTION_REASON = ("CBAM spatial-attention conv kept float for --target
                             "outputs): no difference beyond noise (+0.07 and -0.07 pt on two models)")
 
 
+def _concat_axis(node: onnx.NodeProto) -> int:
+    return next((a.i for a in node.attribute if a.name == "axis"), 0)
+
+
 def spatial_attention_convs(model: onnx.ModelProto) -> list[str]:
-    """Convolutions that read a Concat: CBAM's spatial attention (``conv([mean_c(x), max_c(x)])``)."""
+    """Convolutions that read a channel Concat: CBAM's spatial attention (``conv([mean_c(x), max_c(x)])``).
+
+    The stem of a mirror-averaging model reads a batch Concat (axis 0) of the two views; it is no gate.
+    """
     producer = {o: n for n in model.graph.node for o in n.output}
     return [n.name for n in model.graph.node
-            if n.op_type == "Conv" and n.input[0] in producer and producer[n.input[0]].op_type == "Concat"]
+            if n.op_type == "Conv" and n.input[0] in producer and producer[n.input[0]].op_type == "Concat"
+            and _concat_axis(producer[n.input[0]]) == 1]
 
 
 def tensorrt_float_nodes(model: onnx.ModelProto) -> dict[str, str]:

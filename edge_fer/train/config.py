@@ -42,6 +42,8 @@ class TrainConfig:
     keep_near_dups: bool = False  # keep train images that duplicate val/test images (FER+ labels.csv flag)
     init: str = ""  # start from this checkpoint's weights (fine-tuning; same architecture), fresh optimizer
     recalibrate_bn: int = 0  # >0: re-estimate BatchNorm statistics on this many train images at every new size
+    mirror_average: bool = False  # the model averages each face with its mirror image at inference (val included)
+    erase: float = 0.0  # random-erasing probability per training image (augmentation)
     ema: float = 0.0  # >0: validate and ship an exponential moving average of the weights with this decay per step
 
     def stages(self) -> list[tuple[int, int]]:

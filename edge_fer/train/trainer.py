@@ -127,7 +127,8 @@ class Trainer:
                           f"(labels.csv){f'; {rest} on their folder label' if rest else ''}")
         self.pre = Preprocessing(img_size=cfg.img_size)
         arch = FERNetConfig(num_classes=len(self.classes), img_size=cfg.img_size, width=cfg.width,
-                            attention=cfg.attention, head_scale=cfg.scale, head=cfg.head, neck=cfg.neck)
+                            attention=cfg.attention, head_scale=cfg.scale, head=cfg.head, neck=cfg.neck,
+                            mirror_average=cfg.mirror_average)
         self.model = FERNet(arch)
         if cfg.init:
             self._load_init(cfg.init, arch)
@@ -154,7 +155,8 @@ class Trainer:
         init = load_checkpoint(path)
         if init.classes != self.classes:
             raise EdgeFerError(f"{path}: --init checkpoint has classes {init.classes}, the data has {self.classes}")
-        if replace(init.config, img_size=arch.img_size) != arch:
+        # Input size and mirror averaging change no weight: an --init checkpoint may differ in both.
+        if replace(init.config, img_size=arch.img_size, mirror_average=arch.mirror_average) != arch:
             raise EdgeFerError(f"{path}: --init checkpoint's architecture differs from the requested one "
                                f"({init.config} vs {arch}); pass matching --width/--attention/--head/--neck/--scale")
         self.model.load_state_dict(init.model.state_dict())
@@ -245,7 +247,7 @@ class Trainer:
     def train_epoch(self, size: int, progress: Progress) -> dict:
         cfg = self.cfg
         spec = self.pre.with_size(size)
-        augment = Augment()
+        augment = Augment(erase=cfg.erase)
         order = self.rng.permutation(len(self.train_images))
         # Every rank draws this same permutation (same seed, same draws) and takes an equal share of it:
         # equal shares mean equal step counts, so DDP's all-reduces always find all ranks.

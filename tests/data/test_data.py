@@ -91,6 +91,18 @@ def test_augment_keeps_shape_and_type_and_weights_are_mean_one() -> None:
     assert np.isclose(full[1] / full[0], 9.0)
 
 
+def test_random_erasing_hides_one_patch_of_the_asked_size() -> None:
+    still = Augment(flip=0, max_rotate_deg=0, zoom=(1, 1), max_shift=0, brightness=0, contrast=(1, 1), erase=1.0)
+    img = np.full((64, 64), 128, np.uint8)
+    for seed in range(20):
+        changed = still(img, np.random.default_rng(seed)) != 128
+        rows, cols = np.nonzero(changed.any(1))[0], np.nonzero(changed.any(0))[0]
+        box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
+        assert 0.01 * 64 * 64 <= box <= 0.25 * 64 * 64  # one rectangle, 2-20% of the image (rounding aside)
+    assert (Augment(erase=0.0, flip=0, max_rotate_deg=0, zoom=(1, 1), max_shift=0, brightness=0,
+                    contrast=(1, 1))(img, np.random.default_rng(0)) == 128).all()
+
+
 def test_vote_distributions_from_labels_csv(tmp_path) -> None:
     """FER+ votes -> target distributions: names mapped, single votes dropped, unknown/NF ignored."""
     from edge_fer.data.votes import vote_distributions

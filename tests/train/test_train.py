@@ -121,3 +121,13 @@ def test_ema_ships_the_weight_average_and_resumes_it(fer_mini: Path, tmp_path: P
     train(_cfg(fer_mini, out, schedule=[(48, 2)], ema=0.9), resume=True)
     resumed = load_file(str(out / "last" / "state.safetensors"))
     assert float(resumed["ema.n_averaged"]) == 2 * steps
+
+
+def test_mirror_average_and_random_erasing_fine_tune(fer_mini: Path, tmp_path: Path) -> None:
+    """``--init`` takes a single-view checkpoint for a mirror-averaging run (no weight differs); the flag ships
+    in model.json, and random erasing trains."""
+    first = train(_cfg(fer_mini, tmp_path / "a", epochs=1))
+    tuned = train(_cfg(fer_mini, tmp_path / "b", epochs=1, init=str(first), mirror_average=True, erase=0.5))
+    meta = json.loads((tuned / "model.json").read_text())
+    assert meta["architecture"]["mirror_average"] is True and meta["training"]["config"]["erase"] == 0.5
+    assert load_checkpoint(tuned).config.mirror_average
