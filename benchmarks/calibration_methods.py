@@ -49,10 +49,11 @@ def versions() -> str:
     return f"onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}, nncf {nncf.__version__}"
 
 
-def quantize(onnx_path: Path, target: str, method: str, out_dir: Path) -> dict:
-    """Run ``edge-fer quantize`` in its own process; its report plus the CLI's wall time."""
-    out = out_dir / f"{target}-{method}.{'xml' if target == 'intel' else 'onnx'}"
-    cmd = [*EDGE_FER, "quantize", str(onnx_path), "--calib", str(DATA / "train"), "--size", "512",
+def quantize(onnx_path: Path, target: str, method: str, out_dir: Path, size: int = 512) -> dict:
+    """Run ``edge-fer quantize`` on ``size`` seeded FER+ train images in its own process; its report plus the CLI's
+    wall time."""
+    out = out_dir / f"{target}-{method}-{size}.{'xml' if target == 'intel' else 'onnx'}"
+    cmd = [*EDGE_FER, "quantize", str(onnx_path), "--calib", str(DATA / "train"), "--size", str(size),
            "--target", target, "--method", method, "-o", str(out)]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, text=True)

@@ -48,7 +48,7 @@ def quantize(
     target: Annotated[str, typer.Option(help="cpu (ONNX Runtime) | jetson (TensorRT QDQ) | intel (OpenVINO)")] = "cpu",
     method: Annotated[str | None, typer.Option(
         help="Activation ranges: minmax | entropy (KL clip) | percentile (99.99th |x|); "
-             "default entropy for cpu, percentile for jetson and intel")] = None,
+             "default percentile")] = None,
     per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="Weight scales")] = True,
     exclude: Annotated[list[str] | None, typer.Option(
         help="Node names or op types to keep float (repeat, or comma-separated)")] = None,

@@ -38,7 +38,7 @@ def test_cpu_bench_writes_results_and_a_damaged_int8_fails_the_gate(tiny_checkpo
         assert {"accuracy", "accuracy_drop_pt", "top1_agreement", "max_abs_logit_diff", "kl_softmax",
                 "float_top2_gap_median", "per_class_delta_pt", "passed"} <= set(row)
     assert res["rows"]["onnxruntime fp32"]["max_abs_logit_diff"] < 1e-3
-    assert res["rows"]["onnxruntime int8"]["settings"]["quant_method"] == "entropy"  # --target cpu's default
+    assert res["rows"]["onnxruntime int8"]["settings"]["quant_method"] == "percentile"  # --target cpu's default
     naive = res["rows"]["onnxruntime int8-naive"]  # random weights: some images flip, and they were near-ties
     if naive["top1_agreement"] < 1:
         assert naive["flipped_top2_gap_median"] <= res["rows"]["torch fp32"]["float_top2_gap_median"]

@@ -1,0 +1,132 @@
+"""How many calibration images INT8 needs: top-1 agreement with float per target, chosen on FER+ val.
+
+For each target (its default method; cpu also with percentile) and each calibration size, runs
+``edge-fer quantize`` (a fresh process, as a user would) on that many seeded, stratified FER+ *train*
+images and scores the artifact in the target's numerics (jetson: its QDQ simulated as TensorRT runs
+it) on all FER+ val and test images against the float ONNX. The size and method are chosen on val;
+test is only reported. Writes ``benchmarks/results/<machine>-calibration_size.{md,json,png}``.
+
+    .venv/bin/python benchmarks/calibration_size.py     # ~20 min on 2 cores; needs ../shared/data/ferplus
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from calibration_methods import DATA, float_reference, machine_name, quantize, versions  # noqa: E402
+
+from edge_fer.artifacts.atomic import write_json, write_text  # noqa: E402
+from edge_fer.artifacts.plots import save_figure  # noqa: E402
+from edge_fer.backends import open_runner  # noqa: E402
+from edge_fer.bench.measure import parity  # noqa: E402
+from edge_fer.data.dataset import SkipReport, load_labelled  # noqa: E402
+from edge_fer.train.metrics import batched_logits  # noqa: E402
+
+SIZES = (512, 1024, 2048)
+MIN_GAIN = 0.0025  # 7 of FER+ val's 2876 images
+RUNS = (("cpu", "entropy"), ("cpu", "percentile"), ("jetson", "percentile"), ("intel", "percentile"))
+
+
+def score(artifact: Path, splits: dict, reference: dict, classes: list[str], preprocessing) -> dict:
+    """Accuracy, drop and agreement with float of ``artifact`` on every split."""
+    runner = open_runner(artifact, threads=2)
+    out = {}
+    for split, (images, labels) in splits.items():
+        p = parity(reference[split], batched_logits(runner, images, preprocessing), labels, classes)
+        out[split] = {"accuracy": p["accuracy"], "drop_pt": p["accuracy_drop_pt"], "agreement": p["top1_agreement"],
+                      "mean_abs_dlogit": p["mean_abs_logit_diff"]}
+    return out
+
+
+def choose(rows: list[dict]) -> dict[str, dict]:
+    """Per target, the best val agreement, where a larger calibration set must gain more than
+    :data:`MIN_GAIN` over the smaller one it would replace (it costs quantize time; smaller gains are a
+    few images); at one size, percentile first (every target's default)."""
+    best: dict[str, dict] = {}
+    for r in sorted(rows, key=lambda r: (r["size"], r["method"] != "percentile")):
+        cur = best.get(r["target"])
+        need = MIN_GAIN if cur is not None and r["size"] > cur["size"] else 0.0
+        if cur is None or r["val"]["agreement"] > cur["val"]["agreement"] + need:
+            best[r["target"]] = r
+    return best
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib.pyplot as plt  # edge_fer.artifacts.plots selected the Agg backend
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, split in zip(axes, ("val", "test"), strict=True):
+        for target, method in RUNS:
+            pts = sorted((r["size"], 100 * r[split]["agreement"]) for r in rows
+                         if r["target"] == target and r["method"] == method)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{target} {method}")
+        ax.axhline(99, color="tab:red", ls="--", lw=1, label="99% target")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(SIZES, [str(n) for n in SIZES])
+        ax.set_xlabel("calibration images (FER+ train)")
+        ax.set_title(f"FER+ {split}")
+    axes[0].set_ylabel("top-1 agreement with float (%)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("INT8 agreement with float vs calibration set size, reference model")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def markdown(rows: list[dict], chosen: dict[str, dict], n: dict[str, int], float_acc: dict[str, float]) -> str:
+    lines = ["# INT8 calibration set size: agreement with float, chosen on FER+ val", "",
+             f"Reference model `edge_fer/models/fernet-ferplus`, float accuracy {float_acc['val']:.2%} on FER+ val "
+             f"({n['val']} images) and {float_acc['test']:.2%} on test ({n['test']}). Each row: `edge-fer quantize "
+             "--calib ../shared/data/ferplus/train --size N` (seeded, stratified; a fifth held out by quantize "
+             "itself), scored in the target's numerics (jetson: QDQ simulated as TensorRT runs it). Chosen per "
+             f"target: the best val agreement, a larger set needing a gain above {MIN_GAIN:.2%} of val.", "",
+             "| target | method | images | quantize s | val agreement | test agreement | test drop pt | "
+             "test mean abs dlogit |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        mark = " **(chosen on val)**" if chosen[r["target"]] is r else ""
+        lines.append(f"| {r['target']} | {r['method']}{mark} | {r['size']} | {r['quantize_s']:.0f} | "
+                     f"{r['val']['agreement']:.2%} | {r['test']['agreement']:.2%} | {r['test']['drop_pt']:.2f} | "
+                     f"{r['test']['mean_abs_dlogit']:.3f} |")
+    lines += ["", f"Recorded {time.strftime('%Y-%m-%d', time.gmtime())} with: "
+              "`.venv/bin/python benchmarks/calibration_size.py`", f"Versions: {versions()}", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    from rich.console import Console
+
+    console = Console()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        fp32, reference_runner, test_images, test_labels, test_ref = float_reference(work)
+        info = reference_runner.info
+        val = load_labelled(DATA / "val", info.classes, SkipReport())
+        splits = {"val": val, "test": (test_images, test_labels)}
+        reference = {"val": batched_logits(reference_runner, val[0], info.preprocessing), "test": test_ref}
+        for target, method in RUNS:
+            for size in SIZES:
+                q = quantize(fp32, target, method, work, size)
+                row = {"target": target, "method": method, "size": size, "quantize_s": q["quantize_s"],
+                       **score(q["artifact"], splits, reference, info.classes, info.preprocessing)}
+                rows.append(row)
+                console.print(f"{target} {method} {size}: val {row['val']['agreement']:.2%} "
+                              f"test {row['test']['agreement']:.2%}")
+    chosen = choose(rows)
+    n = {k: len(v[1]) for k, v in splits.items()}
+    float_acc = {k: float((reference[k].argmax(1) == splits[k][1]).mean()) for k in splits}
+    stem = ROOT / "benchmarks" / "results" / f"{machine_name()}-calibration_size"
+    write_json(stem.with_suffix(".json"), {"n": n, "float_accuracy": float_acc, "rows": rows, "versions": versions(),
+                                           "chosen": {t: {"method": r["method"], "size": r["size"]}
+                                                      for t, r in chosen.items()}})
+    write_text(stem.with_suffix(".md"), markdown(rows, chosen, n, float_acc))
+    plot(rows, stem.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()
