@@ -16,8 +16,9 @@ learns to land on float's decisions.  Three choices make it safe to ship:
   runtime and compared with the PyTorch simulation; the report records that
   agreement, so a simulation that is not what runs cannot pass silently.
 
-Epochs are scored on the held-out calibration images (agreement with float); the best
-epoch (epoch 0 = PTQ itself) is kept, so QAT never ships worse agreement than PTQ had there.
+Epochs are scored by agreement with float on labelled ``--val`` images when given, else on the
+held-out calibration images; the best epoch (epoch 0 = PTQ itself) is kept, so QAT never ships
+worse agreement than PTQ had there.
 """
 
 from __future__ import annotations
@@ -108,8 +109,8 @@ def finetune(qdq: onnx.ModelProto, teacher: Callable[[np.ndarray], np.ndarray], 
              held_out: Sequence[np.ndarray], spec: Preprocessing, opts: QatOptions, console=None) -> QatResult:
     """Fine-tune ``qdq``'s weights to match ``teacher`` (the float model) on augmented ``images``.
 
-    ``held_out`` images (never trained on) pick the epoch: the one whose simulated INT8
-    agrees best with float there, PTQ (epoch 0) included.
+    ``held_out`` images (never trained on: ``--val``, or the held-out calibration images) pick the epoch: the
+    one whose simulated INT8 agrees best with float there, PTQ (epoch 0) included.
     """
     start = time.perf_counter()
     module = OnnxModule(qdq)

@@ -84,6 +84,7 @@ def test_qat_writes_what_the_runtime_runs(tiny_onnx, calib, fer_mini, tmp_path, 
     done = section["qat"]
     assert [h["epoch"] for h in done["history"]] == [0, 1] and done["images"] == 64
     assert done["kept_epoch"] in (0, 1) and done["seconds"] > 0
+    assert done["epoch_selected_on"] == "held-out calibration images" and done["held_out"] == 8
     parity = done["runtime_vs_simulation"]
     assert parity["ok"] and parity["top1_agreement"] >= 0.995, parity
     runner = OpenVinoRunner.open(out) if target == "intel" else OrtRunner.open(out)
@@ -112,6 +113,8 @@ def test_budget_runs_qat_only_where_ptq_misses(tiny_onnx, calib, fer_mini, tmp_p
                  max_drop=-100.0, val=val)  # unreachable: QAT runs, and neither meets it
     section = missed["qat"]
     assert section["ptq"]["met"] is False and section["path"].startswith("neither")
+    assert section["qat"]["epoch_selected_on"] == "--val images"  # the labelled images pick the epoch
+    assert section["qat"]["held_out"] == len(list(val.rglob("*.png")))
     assert section["qat"]["val"]["met"] is False and section["budget"]["max_drop"] == -1.0
 
 
