@@ -33,6 +33,8 @@ ABLATION = sorted((REPO / "benchmarks" / "results").glob("*-head_ablation.md"))
 
 def finalize(run: Path, name: str, console: Console) -> None:
     dest = MODELS / name
+    # Before anything is copied: a run fine-tuned from the model it replaces reads its parent from dest.
+    stages = lineage(run, json.loads((run / "model.json").read_text())["training"]["config"])
     dest.mkdir(parents=True, exist_ok=True)
     for file in ("model.safetensors", "model.json", "loss.png", "accuracy.png", "metrics.json"):
         if (run / file).is_file():
@@ -46,9 +48,35 @@ def finalize(run: Path, name: str, console: Console) -> None:
     shutil.rmtree(dest / "eval")
     meta = json.loads((dest / "model.json").read_text())
     meta["metrics"].update(results)
-    meta["training"].update(lineage(run, meta["training"]["config"]))
+    if meta["architecture"].get("mirror_average"):
+        meta["metrics"]["single_view"] = single_view(dest)
+    meta["training"].update(stages)
     write_json(dest / "model.json", meta)
     console.print(f"{name}: test {results['test']['accuracy']:.4f} macro {results['test']['macro_recall']:.4f}")
+
+
+def single_view(folder: Path) -> dict:
+    """A mirror-averaging model's FER+ val and test figures with one view (same weights): the card's measure of
+    what the second pass buys."""
+    from dataclasses import replace
+
+    from edge_fer.artifacts.checkpoint import load_checkpoint
+    from edge_fer.backends.torch_backend import TorchRunner
+    from edge_fer.data.dataset import SkipReport, load_labelled
+    from edge_fer.model.fernet import FERNet
+    from edge_fer.train.metrics import batched_logits, compute_metrics
+
+    ckpt = load_checkpoint(folder / "model.safetensors")
+    single = FERNet(replace(ckpt.config, mirror_average=False))
+    single.load_state_dict(ckpt.model.state_dict())
+    runner = TorchRunner.from_checkpoint(replace(ckpt, model=single))
+    out = {}
+    for split in ("val", "test"):
+        images, labels = load_labelled(DATA / "ferplus" / split, ckpt.classes, SkipReport())
+        m = compute_metrics(batched_logits(runner, images, ckpt.preprocessing, 128), labels, ckpt.classes)
+        out[split] = {"accuracy": m.accuracy, "macro_recall": m.macro_recall,
+                      "near_tie_share": m.margins["near_tie_share"]}
+    return out
 
 
 def lineage(run: Path, cfg: dict) -> dict:
@@ -65,7 +93,18 @@ def lineage(run: Path, cfg: dict) -> dict:
                                 "weights_sha256": sha256_file(parent.with_name("model.safetensors")),
                                 "command": tr["command"], "epochs": tr.get("run_epochs", tr["config"]["epochs"]),
                                 "wall_time_s": tr.get("run_wall_time_s", tr["wall_time_s"])}
+        if "init_training" in tr:  # the parent was itself a fine-tune: keep the whole chain
+            out["init_training"]["init_training"] = tr["init_training"]
     return out
+
+
+def init_chain(training: dict) -> list[dict]:
+    """The ``--init`` runs behind a model, nearest first."""
+    chain, stage = [], training.get("init_training")
+    while stage:
+        chain.append(stage)
+        stage = stage.get("init_training")
+    return chain
 
 
 def int8_latency(bench_files: list[Path]) -> dict[str, list[dict]]:
@@ -102,23 +141,33 @@ def model_section(name: str, meta: dict, latency: list[dict], sha: str) -> str:
                     for x in latency) or "| (not measured) | | | |"
     margins = test.get("margins", {})
     stages = ", ".join(f"{s}:{e}" for s, e in cfg["schedule"]) if cfg.get("schedule") else f"{size}:{cfg['epochs']}"
-    parent = tr.get("init_training")
-    init = (f" Fine-tuned from `{parent['from']}` (weights sha256 `{parent['weights_sha256'][:16]}…`), trained with "
-            f"`{parent['command']}` ({parent['epochs']} epochs, {parent['wall_time_s'] / 60:.0f} min)." if parent
-            else f" Fine-tuned from `{cfg['init']}`." if cfg.get("init") else "")
+    init = "".join(f" {'Fine-tuned' if i == 0 else 'That was fine-tuned'} from `{p['from']}`"
+                   f"{' (the default this model replaced)' if Path(p['from']).name == name else ''} (weights sha256 "
+                   f"`{p['weights_sha256'][:16]}…`), trained with `{p['command']}` ({p['epochs']} epochs, "
+                   f"{p['wall_time_s'] / 60:.0f} min)." for i, p in enumerate(init_chain(tr))) \
+        or (f" Fine-tuned from `{cfg['init']}`." if cfg.get("init") else "")
     wall = (f"{tr['wall_time_s'] / 60:.0f} min to the kept epoch, {tr['run_wall_time_s'] / 60:.0f} min for all "
             f"{tr['run_epochs']}" if "run_wall_time_s" in tr else f"{tr['wall_time_s'] / 60:.0f} min")
     first = cfg["schedule"][0][0] if cfg.get("schedule") else size
     recal = (f" BatchNorm statistics re-estimated on {cfg['recalibrate_bn']} train images at {first} px first and at "
              "each new size." if cfg.get("recalibrate_bn") else "")
     resumed = tr.get("resumed_note", "")
+    one = m.get("single_view")
+    mirror = (f"- **Mirror averaging** (`--mirror-average`): the graph runs each face and its mirror image as one "
+              f"batch of two and averages their logits, so every backend does it and inference costs two passes. "
+              f"The same weights with one view: FER+ test {one['test']['accuracy']:.1%} accuracy, "
+              f"{one['test']['macro_recall']:.1%} macro recall, {one['test']['near_tie_share']:.1%} near-ties "
+              f"(val {one['val']['accuracy']:.1%} / {one['val']['macro_recall']:.1%}).\n" if one else "")
+    erase = f" Random erasing (`--erase {cfg['erase']:g}`) on top of the flips, shifts and rotations." \
+        if cfg.get("erase") else ""
     ema = (f"- **Weight average** (`--ema {cfg['ema']:g}`): the shipped weights are an exponential moving average of "
            "the trained ones (BatchNorm statistics included), the network validated at every epoch.\n"
            if cfg.get("ema") else "")
     return f"""## `{name}/` ({size}×{size} input)
 
 Weights sha256 `{sha[:16]}…`; architecture: the seed's FERNet, width {arch['width']}, {arch['attention']}
-attention, {arch["head"]} head, neck `{arch["neck"]}` (at inference an affine map, exported as part of the head).
+attention, {arch["head"]} head, neck `{arch["neck"]}` (at inference an affine map, exported as part of the head){
+"; averages each face with its mirror image" if arch.get("mirror_average") else ""}.
 
 | set | images | accuracy | macro recall (classes ≥ 20 images) |
 |---|---:|---:|---:|
@@ -144,12 +193,12 @@ INT8 latency at {size} px, batch 1 (median of interleaved rounds, `edge-fer benc
 ![loss]({name}/loss.png) ![accuracy]({name}/accuracy.png)
 
 - **Loss**: {loss}; {cfg['balance']} class weights, logit adjustment τ={cfg.get('logit_adjust', 0)};
-  trained on {labels}.
+  trained on {labels}.{erase}
 - **Command**: `{tr['command']}`{init}{recal}{resumed}
 - Schedule (size:epochs) {stages}; AdamW lr {cfg['lr']}, weight decay {cfg['weight_decay']}, batch
   {cfg['batch_size']}, warm-up 1 epoch then cosine; best epoch on val (mean of accuracy and macro recall):
   {m.get('best_epoch', '?')}.
-{ema}- Wall time {wall} on {machine.get('cores')} CPU cores ({machine.get('cpu')}),
+{mirror}{ema}- Wall time {wall} on {machine.get('cores')} CPU cores ({machine.get('cpu')}),
   torch {machine.get('torch')}, autocast {tr.get('amp')}.
 """
 
@@ -162,9 +211,14 @@ def variant_note() -> str:
     metas = [json.loads(p.read_text()) for p in paths]
     small, big = (m["metrics"]["test"] for m in metas)
     big_init = metas[1]["training"]["config"].get("init")
-    base = (f"the default's first stage (`{big_init}`, before the continuation that made the default)"
-            if big_init and big_init == metas[0]["training"].get("init_training", {}).get("from")
+    base = (f"the default's first stage (`{big_init}`, before the continuations that made the default)"
+            if big_init and big_init in [p["from"] for p in init_chain(metas[0]["training"])]
             else "the default's weights")
+    macs = ("12× the MACs of one 64 px view (6× the mirror-averaging default's two)"
+            if metas[0]["architecture"].get("mirror_average") else "12× the MACs")
+    views = ("" if metas[1]["architecture"].get("mirror_average") else
+             " It runs one view per face: unlike the default, it does not average each face with its mirror image"
+             " (a second pass at 224 px).") if metas[0]["architecture"].get("mirror_average") else ""
     history = json.loads((MODELS / ORDER[1] / "metrics.json").read_text())["history"]
     steps = ", ".join(f"{h['val_acc']:.1%} at {h['img_size']} px" for h in history)
     return f"""## The 224 px variant next to the default
@@ -175,9 +229,9 @@ FER+ test {big['accuracy']:.1%} accuracy and {big['macro_recall']:.1%} macro rec
 epoch each at 96, 128 and 176 px and two at 224 px (val accuracy along the way: {steps}). Without the
 fine-tuning, the default's weights at 224 px reach 28.9% on 800 val images (BatchNorm recalibration alone):
 the same face covers 3.5× more pixels than the receptive fields were trained for. FER+ images are 48×48,
-so 224 px adds no detail, costs 12× the MACs and is slower (INT8 latency below); use it where a
+so 224 px adds no detail, costs {macs} and is slower (INT8 latency below); use it where a
 pipeline needs the seed's input size, and the default otherwise. More 224 px epochs (minutes each on a
-GPU, `--device cuda`) would likely close part of the remaining gap.
+GPU, `--device cuda`) would likely close part of the remaining gap.{views}
 """
 
 

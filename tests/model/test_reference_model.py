@@ -17,12 +17,14 @@ from edge_fer.train.metrics import batched_logits, compute_metrics
 MODEL_224 = REFERENCE_MODEL.parents[1] / "fernet-ferplus-224" / "model.safetensors"
 
 
-@pytest.mark.parametrize(("weights", "size"), [(REFERENCE_MODEL, 64), (MODEL_224, 224)])
-def test_shipped_checkpoints_are_the_seed_architecture(weights: Path, size: int) -> None:
-    """Both shipped models: the seed's network (width 1, CBAM), the v2 head, at their own input size."""
+@pytest.mark.parametrize(("weights", "size", "mirror"), [(REFERENCE_MODEL, 64, True), (MODEL_224, 224, False)])
+def test_shipped_checkpoints_are_the_seed_architecture(weights: Path, size: int, mirror: bool) -> None:
+    """Both shipped models: the seed's network (width 1, CBAM), the v2 head, at their own input size; the
+    default averages each face with its mirror image."""
     ckpt = load_checkpoint(weights)  # raises if weights and metadata disagree
     assert ckpt.config == FERNetConfig(num_classes=8, img_size=size, width=1.0, attention="cbam",
-                                       head_scale=ckpt.config.head_scale, head="cosine", neck="bn")
+                                       head_scale=ckpt.config.head_scale, head="cosine", neck="bn",
+                                       mirror_average=mirror)
     assert ckpt.classes == ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
     assert ckpt.preprocessing.img_size == size
     assert weights.stat().st_size <= 16 * 2**20
