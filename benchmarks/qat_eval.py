@@ -143,9 +143,10 @@ def main() -> None:
             rows.append(row)
             console.print_json(json.dumps({k: v for k, v in row.items() if k != "qat"}))
     float_acc = float((reference.argmax(1) == labels).mean())
+    shown = " ".join(qat_args[2:]).replace(str(DATA), "../shared/data/ferplus")  # no machine paths in results
     meta = {"cpu": host.cpu_name(), "n_test": len(labels), "float_accuracy": float_acc,
-            "near_tie_share": float((top2_gap(reference) < NEAR_TIE).mean()), "qat_args": " ".join(qat_args[2:]) +
-            " on FER+ train", "iters": args.iters, "argv": " ".join(sys.argv[1:])}
+            "near_tie_share": float((top2_gap(reference) < NEAR_TIE).mean()), "qat_args": shown + " on FER+ train",
+            "iters": args.iters, "argv": " ".join(sys.argv[1:])}
     stem = ROOT / "benchmarks" / "results" / f"{machine_name()}-qat"
     write_json(stem.with_suffix(".json"), {**meta, "rows": rows, "versions": versions()})
     write_text(stem.with_suffix(".md"), markdown(rows, meta))
