@@ -98,6 +98,8 @@ def test_intel_keeps_the_logit_average_float(mirror_onnx, calib, tmp_path) -> No
     assert mean.get_type_name() == "ReduceMean"
     reshape = mean.input_value(0).get_node()
     assert reshape.input_value(0).get_node().get_type_name() != "FakeQuantize"
+    stem = next(op for op in model.get_ordered_ops() if op.get_type_name() == "Convolution")
+    assert stem.input_value(0).get_node().get_type_name() == "FakeQuantize"  # the stacked views, quantized once
 
 
 def test_qat_simulation_runs_the_mirror_graph_like_onnx_runtime(mirror_onnx, calib, tmp_path) -> None:
