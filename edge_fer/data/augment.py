@@ -41,7 +41,7 @@ class Augment:
         alpha = rng.uniform(*self.contrast)
         beta = rng.uniform(-self.brightness, self.brightness) * 255 + (1 - alpha) * float(out.mean())
         out = cv2.convertScaleAbs(out, alpha=alpha, beta=beta)
-        if rng.random() < self.erase:
+        if self.erase > 0 and rng.random() < self.erase:  # no draw when off: the augmentation stream stays put
             out = self._erase(out, rng)
         return out
 

@@ -126,9 +126,8 @@ class Trainer:
             console.print(f"training on annotator vote distributions for {from_votes} of {len(kept)} images "
                           f"(labels.csv){f'; {rest} on their folder label' if rest else ''}")
         self.pre = Preprocessing(img_size=cfg.img_size)
-        arch = FERNetConfig(num_classes=len(self.classes), img_size=cfg.img_size, width=cfg.width,
-                            attention=cfg.attention, head_scale=cfg.scale, head=cfg.head, neck=cfg.neck,
-                            mirror_average=cfg.mirror_average)
+        arch = FERNetConfig(len(self.classes), cfg.img_size, cfg.width, cfg.attention, head_scale=cfg.scale,
+                            head=cfg.head, neck=cfg.neck, mirror_average=cfg.mirror_average)
         self.model = FERNet(arch)
         if cfg.init:
             self._load_init(cfg.init, arch)
@@ -151,11 +150,11 @@ class Trainer:
         self.wall = 0.0
 
     def _load_init(self, path: str, arch: FERNetConfig) -> None:
-        """Weights of checkpoint ``path`` (whose input size may differ: global pooling makes that valid)."""
+        """Weights of checkpoint ``path``, whose input size (global pooling makes that valid) and mirror averaging
+        may differ: neither changes a weight."""
         init = load_checkpoint(path)
         if init.classes != self.classes:
             raise EdgeFerError(f"{path}: --init checkpoint has classes {init.classes}, the data has {self.classes}")
-        # Input size and mirror averaging change no weight: an --init checkpoint may differ in both.
         if replace(init.config, img_size=arch.img_size, mirror_average=arch.mirror_average) != arch:
             raise EdgeFerError(f"{path}: --init checkpoint's architecture differs from the requested one "
                                f"({init.config} vs {arch}); pass matching --width/--attention/--head/--neck/--scale")
