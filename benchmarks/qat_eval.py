@@ -1,7 +1,8 @@
 """PTQ vs QAT for every target on the reference model: FER+ test and embedded-face parity, latency side by side.
 
 For each target, runs ``edge-fer quantize`` twice in its own process, as a user would: PTQ, then
-``--qat`` (the same PTQ, then quantization-aware fine-tuning on FER+ train). Both use the committed
+``--qat`` (the same PTQ, then quantization-aware fine-tuning on FER+ train, its epoch picked on FER+ val;
+an unreachable ``--min-agreement 100`` makes QAT run on every target). Both use the committed
 512-image calibration manifest. It then scores float, PTQ and QAT on all FER+ test images and on the
 embedded LFW faces, in each target's runtime on this CPU (jetson: its QDQ ONNX, Q/DQ simulated as float
 ops by ONNX Runtime). Finally it times float, PTQ and QAT interleaved at batch 1 in one loop.
