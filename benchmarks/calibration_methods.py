@@ -99,6 +99,18 @@ def markdown(rows: list[dict], n: int, float_acc: float) -> str:
     return "\n".join(lines)
 
 
+def score(artifact: Path, splits: dict, reference: dict, classes: list[str], preprocessing) -> dict:
+    """Accuracy, drop and agreement with float (``reference`` logits) of ``artifact`` on every split, run in the
+    numerics its metadata names (a jetson QDQ simulated as TensorRT runs it)."""
+    runner = open_runner(artifact, threads=2)
+    out = {}
+    for split, (images, labels) in splits.items():
+        p = parity(reference[split], batched_logits(runner, images, preprocessing), labels, classes)
+        out[split] = {"accuracy": p["accuracy"], "drop_pt": p["accuracy_drop_pt"], "agreement": p["top1_agreement"],
+                      "mean_abs_dlogit": p["mean_abs_logit_diff"]}
+    return out
+
+
 def float_reference(work: Path):
     """The shipped model exported into ``work`` with ``edge-fer export`` (as a user would), its ORT runner,
     FER+ test (images, labels) and the float logits on it: what every benchmark here compares against."""
@@ -121,10 +133,8 @@ def main() -> None:
         float_acc = float((reference.argmax(1) == labels).mean())
         for target, method in RUNS:
             row = {"target": target, "method": method, **quantize(fp32, target, method, work)}
-            logits = batched_logits(open_runner(row.pop("artifact"), threads=2), images, preprocessing)
-            p = parity(reference, logits, labels, reference_runner.info.classes)
-            row.update(accuracy=p["accuracy"], drop_pt=p["accuracy_drop_pt"], agreement=p["top1_agreement"],
-                       mean_abs_dlogit=p["mean_abs_logit_diff"])
+            row.update(score(row.pop("artifact"), {"test": (images, labels)}, {"test": reference},
+                             reference_runner.info.classes, preprocessing)["test"])
             rows.append(row)
             console.print(row)  # progress: one row per (target, method) as it finishes
     results = ROOT / "benchmarks" / "results"

@@ -19,29 +19,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from calibration_methods import DATA, float_reference, machine_name, quantize, versions  # noqa: E402
+from calibration_methods import DATA, float_reference, machine_name, quantize, score, versions  # noqa: E402
 
 from edge_fer.artifacts.atomic import write_json, write_text  # noqa: E402
 from edge_fer.artifacts.plots import save_figure  # noqa: E402
-from edge_fer.backends import open_runner  # noqa: E402
-from edge_fer.bench.measure import parity  # noqa: E402
 from edge_fer.data.dataset import SkipReport, load_labelled  # noqa: E402
 from edge_fer.train.metrics import batched_logits  # noqa: E402
 
 SIZES = (512, 1024, 2048)
 MIN_GAIN = 0.0025  # 7 of FER+ val's 2876 images
 RUNS = (("cpu", "entropy"), ("cpu", "percentile"), ("jetson", "percentile"), ("intel", "percentile"))
-
-
-def score(artifact: Path, splits: dict, reference: dict, classes: list[str], preprocessing) -> dict:
-    """Accuracy, drop and agreement with float of ``artifact`` on every split."""
-    runner = open_runner(artifact, threads=2)
-    out = {}
-    for split, (images, labels) in splits.items():
-        p = parity(reference[split], batched_logits(runner, images, preprocessing), labels, classes)
-        out[split] = {"accuracy": p["accuracy"], "drop_pt": p["accuracy_drop_pt"], "agreement": p["top1_agreement"],
-                      "mean_abs_dlogit": p["mean_abs_logit_diff"]}
-    return out
 
 
 def choose(rows: list[dict]) -> dict[str, dict]:
