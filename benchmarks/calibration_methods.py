@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,12 +50,14 @@ def versions() -> str:
     return f"onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}, nncf {nncf.__version__}"
 
 
-def quantize(onnx_path: Path, target: str, method: str, out_dir: Path, size: int = 512) -> dict:
-    """Run ``edge-fer quantize`` on ``size`` seeded FER+ train images in its own process; its report plus the CLI's
-    wall time."""
-    out = out_dir / f"{target}-{method}-{size}.{'xml' if target == 'intel' else 'onnx'}"
+def quantize(onnx_path: Path, target: str, method: str, out_dir: Path, size: int = 512,
+             extra: Sequence[str] = ()) -> dict:
+    """Run ``edge-fer quantize`` (plus the flags ``extra``) on ``size`` seeded FER+ train images in its own process;
+    its report plus the CLI's wall time."""
+    tag = "".join(f"-{e.strip('-')}" for e in extra)
+    out = out_dir / f"{target}-{method}-{size}{tag}.{'xml' if target == 'intel' else 'onnx'}"
     cmd = [*EDGE_FER, "quantize", str(onnx_path), "--calib", str(DATA / "train"), "--size", str(size),
-           "--target", target, "--method", method, "-o", str(out)]
+           "--target", target, "--method", method, "-o", str(out), *extra]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     report = json.loads(out.with_suffix(".json").read_text())
@@ -119,6 +122,16 @@ def float_reference(work: Path):
     runner = open_runner(fp32, threads=2)
     images, labels = load_labelled(DATA / "test", runner.info.classes, SkipReport())
     return fp32, runner, images, labels, batched_logits(runner, images, runner.info.preprocessing)
+
+
+def float_splits(work: Path):
+    """:func:`float_reference` with FER+ val beside test: the exported ONNX, its ModelInfo, ``{split: (images,
+    labels)}`` and the float logits per split (val chooses, test reports)."""
+    fp32, runner, test_images, test_labels, test_ref = float_reference(work)
+    info = runner.info
+    val = load_labelled(DATA / "val", info.classes, SkipReport())
+    splits = {"val": val, "test": (test_images, test_labels)}
+    return fp32, info, splits, {"val": batched_logits(runner, val[0], info.preprocessing), "test": test_ref}
 
 
 def main() -> None:

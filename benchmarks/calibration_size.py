@@ -19,12 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from calibration_methods import DATA, float_reference, machine_name, quantize, score, versions  # noqa: E402
+from calibration_methods import float_splits, machine_name, quantize, score, versions  # noqa: E402
 
 from edge_fer.artifacts.atomic import write_json, write_text  # noqa: E402
 from edge_fer.artifacts.plots import save_figure  # noqa: E402
-from edge_fer.data.dataset import SkipReport, load_labelled  # noqa: E402
-from edge_fer.train.metrics import batched_logits  # noqa: E402
 
 SIZES = (512, 1024, 2048)
 MIN_GAIN = 0.0025  # 7 of FER+ val's 2876 images
@@ -91,11 +89,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        fp32, reference_runner, test_images, test_labels, test_ref = float_reference(work)
-        info = reference_runner.info
-        val = load_labelled(DATA / "val", info.classes, SkipReport())
-        splits = {"val": val, "test": (test_images, test_labels)}
-        reference = {"val": batched_logits(reference_runner, val[0], info.preprocessing), "test": test_ref}
+        fp32, info, splits, reference = float_splits(work)
         for target, method in RUNS:
             for size in SIZES:
                 q = quantize(fp32, target, method, work, size)

@@ -50,6 +50,9 @@ def quantize(
         help="Activation ranges: minmax | entropy (KL clip) | percentile (99.99th |x|); "
              "default percentile")] = None,
     per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="Weight scales")] = True,
+    depthwise: Annotated[str | None, typer.Option(
+        help="Depthwise convs: int8 | float (default float for jetson and intel, int8 for cpu: chosen on FER+ val)")
+    ] = None,
     exclude: Annotated[list[str] | None, typer.Option(
         help="Node names or op types to keep float (repeat, or comma-separated)")] = None,
     max_drop: Annotated[float | None, typer.Option(
@@ -84,7 +87,8 @@ def quantize(
         check_outputs(model, output, target, calib if calib and Path(calib).is_file() else None)
     names = [n.strip() for e in exclude or [] for n in e.split(",") if n.strip()]
     opts = QuantizeOptions(target, method, per_channel, names, classes, img_size, max_drop, val, reduce_range,
-                           qat and QatOptions(qat, qat_epochs, qat_lr, max_images=qat_images, seed=seed), min_agreement)
+                           qat and QatOptions(qat, qat_epochs, qat_lr, max_images=qat_images, seed=seed), min_agreement,
+                           depthwise)
     with console.status("loading calibration images") as status:
         images, desc = _calibration(calib, size, seed)
         status.update(f"quantizing {model.name} for {target} on {desc['n_images']} images")

@@ -12,9 +12,13 @@ MIRROR_REASON = ("mirror averaging kept float on every target: mirroring and sta
                  "pixels, and the mean of two 8-value logit vectors costs nothing in float")
 
 
-def resolve_exclude(names: Sequence[str], nodes: Sequence[tuple[str, str]], aliases: dict[str, str] | None = None
-                    ) -> list[str]:
-    """Node names for ``--exclude`` entries, each a node name or an op type (``Conv``); unknown -> error."""
+def resolve_exclude(names: Sequence[str], nodes: Sequence[tuple[str, str]],
+                    aliases: dict[str, tuple[str, ...]] | None = None) -> list[str]:
+    """Node names for ``--exclude`` entries, each a node name or an op type (``Conv``); unknown -> error.
+
+    ``aliases`` maps an ONNX op type to the op types a converted graph uses for it (OpenVINO turns ONNX Conv
+    into Convolution and, for depthwise, GroupConvolution), so a user names ops the way the ONNX model does.
+    """
     aliases = aliases or {}
     by_type: dict[str, list[str]] = {}
     for name, op in nodes:
@@ -24,12 +28,38 @@ def resolve_exclude(names: Sequence[str], nodes: Sequence[tuple[str, str]], alia
     for entry in names:
         if entry in known:
             out.append(entry)
-        elif aliases.get(entry, entry) in by_type:
-            out.extend(by_type[aliases.get(entry, entry)])
+        elif any(t in by_type for t in aliases.get(entry, (entry,))):
+            out.extend(n for t in aliases.get(entry, (entry,)) for n in by_type.get(t, []))
         else:
             raise EdgeFerError(f"--exclude {entry!r}: no node or op type of that name in the model "
                                f"(op types: {', '.join(sorted(by_type))})")
     return list(dict.fromkeys(out))
+
+
+# ``--depthwise``: why each target's default is what it is, measured on FER+ val with the shipped model
+# (benchmarks/results/*-depthwise.md).
+DEPTHWISE_REASON = {
+    "jetson": "depthwise conv kept float for --target jetson (--depthwise): with them int8, simulated TensorRT "
+              "numerics agreed with float on 98.82% of FER+ val, 99.13% with them float",
+    "intel": "depthwise conv kept float for --target intel (--depthwise): NNCF quantizes a depthwise conv's input "
+             "per channel, and those per-channel quantile ranges shifted the int8 logits by 0.76 on average "
+             "(0.13 with them float); FER+ val agreement with float 98.44% int8, 99.20% float",
+    "cpu": "depthwise conv kept float (--depthwise float): for --target cpu int8 measured better, FER+ val "
+           "agreement with float 99.10% int8, 98.02% float",
+}
+
+
+def depthwise_float_nodes(model: onnx.ModelProto, target: str) -> dict[str, str]:
+    """The depthwise convolutions, each with the reason ``target`` keeps it float under ``--depthwise float``."""
+    return dict.fromkeys(depthwise_convs(model), DEPTHWISE_REASON[target])
+
+
+def depthwise_convs(model: onnx.ModelProto) -> list[str]:
+    """Convolutions with one input channel per group (``group`` > 1, weights ``[C, 1, k, k]``): FERNet's dw layers."""
+    weights = {t.name: t.dims for t in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type == "Conv"
+            and next((a.i for a in n.attribute if a.name == "group"), 1) > 1
+            and len(weights.get(n.input[1], ())) > 1 and weights[n.input[1]][1] == 1]
 
 
 def mirror_nodes(model: onnx.ModelProto) -> list[str]:

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 
 from edge_fer.artifacts.errors import EdgeFerError
-from edge_fer.quantize.exclude import mirror_nodes, resolve_exclude
+from edge_fer.quantize.exclude import MIRROR_REASON, depthwise_float_nodes, mirror_nodes, resolve_exclude
 from edge_fer.quantize.options import Recipe
 
 
@@ -34,7 +34,8 @@ def _nncf_params(recipe: Recipe):
     return AdvancedQuantizationParameters(**kwargs)
 
 
-OV_ALIASES = {"Conv": "Convolution", "Gemm": "MatMul"}
+OV_ALIASES = {"Conv": ("Convolution", "GroupConvolution"), "Gemm": ("MatMul",), "Mul": ("Multiply",),
+              "Div": ("Divide",), "Clip": ("Clamp",)}
 
 
 # The cosine head's L2 normalisation (x / clamp(||x||)) must stay float: NNCF otherwise puts a
@@ -51,25 +52,37 @@ def float_convolutions(model) -> list[str]:
     """Convolutions of an NNCF-quantized OpenVINO model whose input is not fed by a FakeQuantize."""
     out = []
     for op in model.get_ops():
-        if op.get_type_name() == "Convolution":
+        if op.get_type_name() in ("Convolution", "GroupConvolution"):
             src = op.input_value(0).get_node()
             if src.get_type_name() != "FakeQuantize":
                 out.append(op.get_friendly_name())
     return out
 
 
-def _ov_mirror_nodes(onnx_path: Path) -> list[str]:
-    """:func:`mirror_nodes` under OpenVINO's names: the node that writes a graph output takes the output's name."""
-    proto = onnx.load(str(onnx_path), load_external_data=False)
-    outputs = {o.name for o in proto.graph.output}
-    mirror = set(mirror_nodes(proto))
-    return [next((o for o in n.output if o in outputs), n.name) for n in proto.graph.node if n.name in mirror]
+def intel_float_nodes(model: onnx.ModelProto, recipe: Recipe) -> dict[str, str]:
+    """ONNX nodes the intel recipe keeps float (beside ``--exclude`` and the head's normalisation), with reasons."""
+    out = depthwise_float_nodes(model, "intel") if recipe.depthwise_float else {}
+    return {**out, **dict.fromkeys(mirror_nodes(model), MIRROR_REASON)}
+
+
+def _ov_names(model: onnx.ModelProto, nodes: Sequence[str], ov_names: set[str]) -> list[str]:
+    """ONNX node names as OpenVINO names them: a node writing a graph output takes the output's name, and a
+    biased Conv becomes ``<name>/WithoutBiases`` plus an Add that keeps the ONNX name."""
+    outputs = {o.name for o in model.graph.output}
+    wanted = set(nodes)
+    out = []
+    for n in model.graph.node:
+        if n.name in wanted:
+            name = next((o for o in n.output if o in outputs), n.name)
+            out.append(name + "/WithoutBiases" if name + "/WithoutBiases" in ov_names else name)
+    return out
 
 
 def nncf_quantize(onnx_path: Path, batches: Sequence[np.ndarray], recipe: Recipe, exclude: Sequence[str],
                   accuracy: tuple[Callable, Sequence, float] | None = None):
-    """The quantized ov.Model (plus the resolved ignored node names); ``accuracy``: NNCF's accuracy control
-    (validation function, labelled items, largest drop)."""
+    """The quantized ov.Model, the user's ``exclude`` and the recipe's float nodes (:func:`intel_float_nodes`),
+    both under OpenVINO's names; ``accuracy``: NNCF's accuracy control (validation function, labelled items,
+    largest drop)."""
     import logging
 
     import nncf
@@ -79,21 +92,24 @@ def nncf_quantize(onnx_path: Path, batches: Sequence[np.ndarray], recipe: Recipe
     model = ov.convert_model(str(onnx_path))
     nodes = _ov_nodes(model)
     names = {n for n, _ in nodes}
-    # OpenVINO splits a biased ONNX Conv into "<name>/WithoutBiases" + Add: accept the ONNX node name
-    exclude = [e + "/WithoutBiases" if e not in names and e + "/WithoutBiases" in names else e for e in exclude]
-    ignored = resolve_exclude(exclude, nodes, OV_ALIASES) + _ov_mirror_nodes(onnx_path)
+    # the user's ONNX node name of a biased Conv means the convolution, not the Add OpenVINO gave that name
+    exclude = [e + "/WithoutBiases" if e + "/WithoutBiases" in names else e for e in exclude]
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    excluded = resolve_exclude(exclude, nodes, OV_ALIASES)
+    recipe_float = _ov_names(proto, list(intel_float_nodes(proto, recipe)), names)
     kwargs = {"preset": nncf.QuantizationPreset.PERFORMANCE, "subset_size": len(batches),
-              "ignored_scope": nncf.IgnoredScope(names=ignored, types=OV_FLOAT_TYPES, validate=False),
+              "ignored_scope": nncf.IgnoredScope(names=list(dict.fromkeys(excluded + recipe_float)),
+                                                 types=OV_FLOAT_TYPES, validate=False),
               "advanced_parameters": _nncf_params(recipe)}
     dataset = nncf.Dataset(list(batches))
     if accuracy is None:
-        return nncf.quantize(model, dataset, **kwargs), ignored
+        return nncf.quantize(model, dataset, **kwargs), excluded, recipe_float
     validate, val_items, max_drop = accuracy
     quantized = nncf.quantize_with_accuracy_control(
         model, dataset, nncf.Dataset(list(val_items)), validation_fn=validate, max_drop=max(max_drop, 0.0),
         drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=kwargs.pop("advanced_parameters"),
         **kwargs)
-    return quantized, ignored
+    return quantized, excluded, recipe_float
 
 
 def nncf_qdq(onnx_path: Path, batches: Sequence[np.ndarray], recipe: Recipe, exclude: Sequence[str]
@@ -108,7 +124,8 @@ def nncf_qdq(onnx_path: Path, batches: Sequence[np.ndarray], recipe: Recipe, exc
 
     logging.getLogger("nncf").setLevel(logging.ERROR)
     model = onnx.load(str(onnx_path))
-    ignored = resolve_exclude(exclude, [(n.name, n.op_type) for n in model.graph.node]) + mirror_nodes(model)
+    ignored = list(dict.fromkeys(resolve_exclude(exclude, [(n.name, n.op_type) for n in model.graph.node])
+                                 + list(intel_float_nodes(model, recipe))))
     name = model.graph.input[0].name
     return nncf.quantize(model, nncf.Dataset(list(batches), lambda b: {name: b}),
                          preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(batches),

@@ -28,6 +28,7 @@ class QuantizeOptions:
     reduce_range: bool | None = None  # None: 7- or 8-bit weights from this host's CPU (run.weight_range)
     qat: QatOptions | None = None
     min_agreement: float | None = None  # with qat: percent top-1 agreement PTQ must reach on val
+    depthwise: str | None = None  # "int8" | "float"; None: the target's measured choice (run.DEPTHWISE_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -39,3 +40,4 @@ class Recipe:
     method: str
     per_channel: bool
     reduce_range: bool  # 7-bit weights: no int16 overflow in u8 x s8 products on CPUs without VNNI
+    depthwise_float: bool = False  # depthwise convolutions kept float (jetson and intel by default)

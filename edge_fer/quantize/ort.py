@@ -14,7 +14,7 @@ import onnx
 
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.quantize import activation_ranges
-from edge_fer.quantize.exclude import MIRROR_REASON, mirror_nodes
+from edge_fer.quantize.exclude import MIRROR_REASON, depthwise_float_nodes, mirror_nodes
 from edge_fer.quantize.options import Recipe
 from edge_fer.quantize.tensorrt_qdq import TENSORRT_QUANTIZED_OPS, tensorrt_float_nodes
 
@@ -148,9 +148,11 @@ def cpu_float_nodes(model: onnx.ModelProto) -> dict[str, str]:
     return out
 
 
-def recipe_float_nodes(model: onnx.ModelProto, target: str) -> dict[str, str]:
-    """Nodes the ``target``'s recipe always keeps float (beside ``--exclude``), with the reason for each."""
-    out = cpu_float_nodes(model) if target == "cpu" else tensorrt_float_nodes(model)
+def recipe_float_nodes(model: onnx.ModelProto, recipe: Recipe) -> dict[str, str]:
+    """Nodes the ``recipe`` always keeps float (beside ``--exclude``), with the reason for each."""
+    out = cpu_float_nodes(model) if recipe.target == "cpu" else tensorrt_float_nodes(model)
+    if recipe.depthwise_float:
+        out.update(depthwise_float_nodes(model, recipe.target))
     return {**out, **dict.fromkeys(mirror_nodes(model), MIRROR_REASON)}
 
 
@@ -163,15 +165,15 @@ def ort_quantize(run: OrtRun, out: Path, exclude: Sequence[str]) -> None:
     batches and kept only the last few batches' ranges) and read back by every later call with the
     same float model, batches and recipe (``--max-drop`` retries).
     Each target keeps its own nodes float (:func:`recipe_float_nodes`): for ``cpu`` the input layer and
-    the attention gates, for ``jetson`` CBAM's spatial-attention convs; ``jetson`` quantizes convolution
-    inputs only (:data:`TENSORRT_QUANTIZED_OPS`).
+    the attention gates, for ``jetson`` CBAM's spatial-attention convs and (``--depthwise float``, its default)
+    the depthwise convs; ``jetson`` quantizes convolution inputs only (:data:`TENSORRT_QUANTIZED_OPS`).
     """
     from onnxruntime.quantization import quantize_static
 
     try:
         recipe = run.recipe
         model = onnx.load(str(run.float_path), load_external_data=False)
-        exclude = list(dict.fromkeys([*exclude, *recipe_float_nodes(model, recipe.target)]))
+        exclude = list(dict.fromkeys([*exclude, *recipe_float_nodes(model, recipe)]))
         if not run.ranges.exists():
             hists = activation_ranges.collect(run.float_path, run.batches, lambda done, total: run.log(
                 f"{recipe.method} calibration: batch {done}/{total}"))

@@ -17,8 +17,9 @@ Three targets, one calibration set, one report:
 ``jetson``
     QDQ ONNX for TensorRT explicit quantization: int8 activations and weights,
     both symmetric (all zero points 0), weights per output channel (axis 0),
-    biases left float (TensorRT fuses them itself), Q/DQ on convolution inputs only
-    and CBAM's spatial-attention convs float (:mod:`edge_fer.quantize.tensorrt_qdq`).
+    biases left float (TensorRT fuses them itself), Q/DQ on convolution inputs only,
+    CBAM's spatial-attention convs float (:mod:`edge_fer.quantize.tensorrt_qdq`) and, by default
+    (``--depthwise``, :data:`DEPTHWISE_DEFAULT`), the depthwise convs.
     :func:`check_tensorrt_qdq` verifies those rules on the written graph.  Its held-out check (and ``--max-drop``)
     runs the Q/DQ pairs as float ops: TensorRT's int8 numerics, not ORT's x86 kernels,
     which saturate on full-range weights without VNNI (52.5% vs 88.3% agreement measured).
@@ -26,8 +27,9 @@ Three targets, one calibration set, one report:
     NNCF ``nncf.quantize`` on the OpenVINO model (preset PERFORMANCE: symmetric),
     saved as IR ``OUT.xml`` + ``OUT.bin`` with weights kept int8/f32 (no fp16 compression).
     Without VNNI, NNCF's overflow fix covers every layer (agreement 93.6% ->
-    94.6% on FER+ test here).  The cosine head's L2 normalisation stays float; ``--method entropy`` is ORT-only
-    (``percentile`` maps to NNCF's mean-quantile range estimator).
+    94.6% on FER+ test here).  The cosine head's L2 normalisation stays float, and by default the depthwise
+    convs (NNCF quantizes their inputs per channel: :data:`edge_fer.quantize.exclude.DEPTHWISE_REASON`);
+    ``--method entropy`` is ORT-only (``percentile`` maps to NNCF's mean-quantile range estimator).
 
 Every output carries the source's edge-fer metadata plus ``edge_fer.precision=int8``,
 is written atomically and is byte-identical for identical inputs.  ``OUT.json``
@@ -60,7 +62,7 @@ from edge_fer.data.preprocessing import preprocess
 from edge_fer.export.onnx_io import OnnxModel, check_float_model, graph_dims, load_onnx, save_onnx, set_metadata
 from edge_fer.platform import peak_rss_mb
 from edge_fer.quantize.exclude import resolve_exclude
-from edge_fer.quantize.openvino_nncf import float_convolutions, nncf_qdq, nncf_quantize
+from edge_fer.quantize.openvino_nncf import float_convolutions, intel_float_nodes, nncf_qdq, nncf_quantize
 from edge_fer.quantize.options import QuantizeOptions, Recipe
 from edge_fer.quantize.ort import OrtRun, ort_quantize, prepare_float, recipe_float_nodes
 from edge_fer.quantize.qat import QatOptions
@@ -70,13 +72,15 @@ from edge_fer.quantize.tensorrt_qdq import check_tensorrt_qdq
 from edge_fer.train.metrics import batched_logits
 
 TARGETS = ("cpu", "jetson", "intel")
-RECIPE = 9  # bumped whenever the same inputs would quantize differently (caches key INT8 artifacts on it)
+RECIPE = 10  # bumped whenever the same inputs would quantize differently (caches key INT8 artifacts on it)
 # 6: minmax from every calibration batch (ORT's chunked minmax had kept only the last chunk's ranges),
 #    histogram extremes exact rather than sampled
 # 7: jetson puts Q/DQ on convolution inputs only and keeps CBAM's spatial-attention convs float
 #    (tensorrt_qdq.TENSORRT_QUANTIZED_OPS)
 # 8: jetson calibrates with percentile by default (chosen on the shipped model's val)
 # 9: cpu calibrates with percentile by default (chosen on the shipped model's val, benchmarks/calibration_size.py)
+# 10: jetson and intel keep depthwise convolutions float by default (DEPTHWISE_DEFAULT); intel's --exclude of a
+#     biased Conv by its ONNX name keeps that conv float (it had kept only its bias Add)
 METHODS = ("minmax", "entropy", "percentile")
 # Measured on FER+ test with the reference model (benchmarks/results/*-calibration.md): entropy
 # loses 0.49 pt on cpu where minmax loses 1.61 pt (same 93.1% agreement, 26 s instead of 19 s), and
@@ -90,6 +94,10 @@ METHODS = ("minmax", "entropy", "percentile")
 # cpu, chosen on FER+ val with the mirror-averaging default (benchmarks/results/*-calibration_size.md): percentile
 # agrees with float on 99.10% of val with 512 images (entropy 98.44%), and beats entropy at 1024 and 2048 too.
 DEFAULT_METHOD = {"cpu": "percentile", "jetson": "percentile", "intel": "percentile"}
+# --depthwise, chosen on FER+ val with the shipped model (benchmarks/results/*-depthwise.md; the reasons and
+# figures in exclude.DEPTHWISE_REASON).  Float depthwise convs cost latency where int8 runs them faster.
+DEPTHWISE_DEFAULT = {"cpu": "int8", "jetson": "float", "intel": "float"}
+DEPTHWISE = ("int8", "float")
 CALIB_BATCH = 8
 HOLDOUT_EVERY = 5  # every 5th calibration image is held out for the agreement check
 REPORT_FORMAT = "edge-fer-quantize-report/1"  # OUT.json only ever replaces a file that carries this
@@ -200,6 +208,7 @@ def quantize(model: Path | str | OnnxModel, out_path: Path | str, images: Sequen
     target, max_drop, val = opts.target, opts.max_drop, opts.val
     check_qat_args(opts.qat, opts.min_agreement)
     method = check_choices(target, opts.method, max_drop is not None or opts.min_agreement is not None, val)
+    depthwise = depthwise_choice(target, opts.depthwise)
     onnx_path = model.path if isinstance(model, OnnxModel) else Path(model)
     manifest = (calibration or {}).get("source") if (calibration or {}).get("kind") == "manifest" else None
     outputs = check_outputs(onnx_path, Path(out_path), target, manifest)
@@ -210,14 +219,14 @@ def quantize(model: Path | str | OnnxModel, out_path: Path | str, images: Sequen
     from edge_fer.data.dataset import SkipReport
     val_skips = SkipReport()
     narrow, why = weight_range(target, opts.reduce_range)
-    job = _Job(target, method, opts.per_channel, narrow, opts.exclude, info,
+    job = _Job(target, method, opts.per_channel, narrow, depthwise == "float", opts.exclude, info,
                output_metadata(proto, info, target, method),
                make_batches(calib_images, info, static[0] if static and static[0] else CALIB_BATCH),
                load_val(val, info, val_skips) if val is not None else None,
                None if max_drop is None else max_drop / 100.0, onnx_path, log,  # points -> fraction of accuracy
                opts.qat is None and val is not None)
     report: dict = {"format": REPORT_FORMAT, "model": str(onnx_path), "output": str(out),
-                    "target": target, "method": method, "recipe": RECIPE,
+                    "target": target, "method": method, "depthwise": depthwise, "recipe": RECIPE,
                     "per_channel": opts.per_channel, "reduce_range": {"enabled": narrow, "reason": why},
                     "calibration": {**(calibration or {}), "used": len(calib_images), "held_out": len(held)}}
     with staging_dir(out) as work:  # beside the output: removed on every exit, never left in /tmp
@@ -263,6 +272,14 @@ def _float_model(model: Path | str | OnnxModel, opts: QuantizeOptions) -> tuple[
     return proto, model.info
 
 
+def depthwise_choice(target: str, depthwise: str | None) -> str:
+    """``--depthwise``, or the target's default (:data:`DEPTHWISE_DEFAULT`); anything else -> error."""
+    depthwise = depthwise or DEPTHWISE_DEFAULT[target]
+    if depthwise not in DEPTHWISE:
+        raise EdgeFerError(f"--depthwise {depthwise!r}: use one of {', '.join(DEPTHWISE)}")
+    return depthwise
+
+
 def check_choices(target: str, method: str | None, budget: bool, val: str | Path | None) -> str:
     """The target and method checked (``method`` None: the target's default), a budget only with ``val``;
     returns the method."""
@@ -295,6 +312,7 @@ class _Job:
     method: str
     per_channel: bool
     narrow: bool  # 7-bit weights (see weight_range)
+    depthwise_float: bool
     exclude: Sequence[str]
     info: ModelInfo
     props: dict[str, str]  # metadata of the output
@@ -307,7 +325,7 @@ class _Job:
 
     @property
     def recipe(self) -> Recipe:
-        return Recipe(self.target, self.method, self.per_channel, self.narrow)
+        return Recipe(self.target, self.method, self.per_channel, self.narrow, self.depthwise_float)
 
 
 def _quantize_intel(job: _Job, float_path: Path, staged: Path) -> dict:
@@ -322,13 +340,17 @@ def _quantize_intel(job: _Job, float_path: Path, staged: Path) -> dict:
         labelled = list(zip(make_batches(job.val_data[0], job.info, 1), job.val_data[1].tolist(), strict=True))
         accuracy = (validate, labelled, job.budget)
     job.log("calibrating with NNCF")
-    model, excluded = nncf_quantize(float_path, job.batches, job.recipe, job.exclude, accuracy)
+    model, excluded, recipe_float = nncf_quantize(float_path, job.batches, job.recipe, job.exclude, accuracy)
     save_ir(model, staged, job.props)
-    report: dict = {"excluded": excluded}
+    float_proto = onnx.load(str(float_path), load_external_data=False)
+    report: dict = {"excluded": excluded,
+                    "intel_float": [{"node": n, "reason": why}
+                                    for n, why in intel_float_nodes(float_proto, job.recipe).items()]}
     if job.control:
         why = ("float in the final IR: either NNCF never quantizes it (e.g. CBAM spatial conv, shared-"
                "weight MLP branch) or accuracy control reverted it to meet --max-drop on --val")
-        report["kept_float"] = [{"node": n, "reason": why} for n in float_convolutions(model) if n not in excluded]
+        report["kept_float"] = [{"node": n, "reason": why} for n in float_convolutions(model)
+                                if n not in excluded and n not in recipe_float]
     return report
 
 
@@ -355,7 +377,7 @@ def _quantize_ort(job: _Job, float_path: Path, work: Path, staged: Path, out: Pa
     save_onnx(qproto, staged)
     report["excluded"] = excluded
     report[f"{job.target}_float"] = [{"node": n, "reason": why}
-                                     for n, why in recipe_float_nodes(float_proto, job.target).items()]
+                                     for n, why in recipe_float_nodes(float_proto, job.recipe).items()]
     return report
 
 

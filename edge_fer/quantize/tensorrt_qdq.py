@@ -9,10 +9,11 @@ import onnx
 # Q/DQ go on the inputs of convolutions only (activation and weight; not on their outputs), NVIDIA's
 # placement advice for explicit quantization: TensorRT fuses each pair into the convolution that
 # reads it and runs the ReLUs, adds, gates and the head in the precision around them.  Measured on
-# FER+ val with the shipped model, simulated int8 (benchmarks/results/*-jetson_placement.md): 98.44%
-# top-1 agreement with float (percentile; entropy 98.05%), against 97.81-97.84% with Q/DQ on every op
-# ORT quantizes (Add, Mul, Sigmoid, pooling, MatMul, conv outputs: recipe 6) and 97.39% for NVIDIA
-# ModelOpt's int8 graph.
+# FER+ val with the shipped model, simulated int8 (benchmarks/results/*-jetson_placement.md): 98.82%
+# top-1 agreement with float (percentile; entropy 98.64%), 99.13% with the depthwise convs float too
+# (recipe 10's default), against 98.47-98.61% with Q/DQ on every op ORT quantizes (Add, Mul, Sigmoid,
+# pooling, MatMul, conv outputs: recipe 6).  On the model before it, NVIDIA ModelOpt's int8 graph (entropy)
+# agreed on 97.54% of FER+ test (benchmarks/results/*-modelopt_eval.md).
 TENSORRT_QUANTIZED_OPS = ("Conv",)
 
 SPATIAL_ATTENTION_REASON = ("CBAM spatial-attention conv kept float for --target jetson: it reads the 2-channel "
@@ -38,7 +39,8 @@ def spatial_attention_convs(model: onnx.ModelProto) -> list[str]:
 
 
 def tensorrt_float_nodes(model: onnx.ModelProto) -> dict[str, str]:
-    """Convolutions ``--target jetson`` always keeps float, with the reason for each."""
+    """Convolutions ``--target jetson`` always keeps float, with the reason for each (the depthwise convs, its
+    ``--depthwise`` default, come from :func:`edge_fer.quantize.ort.recipe_float_nodes`)."""
     return dict.fromkeys(spatial_attention_convs(model), SPATIAL_ATTENTION_REASON)
 
 

@@ -140,7 +140,8 @@ def test_jetson_follows_tensorrt_qdq_rules(tiny_onnx, calib, tmp_path):
 
 def test_jetson_quantizes_convolution_inputs_only(tiny_onnx, calib, tmp_path):
     """NVIDIA's placement: each Q/DQ pair is there for a Conv input (other readers of that tensor share it);
-    CBAM's spatial-attention convs stay float."""
+    CBAM's spatial-attention convs and (by default) the depthwise convs stay float."""
+    from edge_fer.quantize.exclude import depthwise_convs
     from edge_fer.quantize.tensorrt_qdq import spatial_attention_convs
 
     report = run(tiny_onnx, tmp_path / "j.onnx", calib, target="jetson")
@@ -152,12 +153,48 @@ def test_jetson_quantizes_convolution_inputs_only(tiny_onnx, calib, tmp_path):
     dqs = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"]
     assert dqs and all("Conv" in readers[n.output[0]] for n in dqs)
     spatial = spatial_attention_convs(onnx.load(str(tiny_onnx)))
+    depthwise = depthwise_convs(onnx.load(str(tiny_onnx)))
     assert len(spatial) == 4  # one per CBAM block of the seed's stack
+    assert len(depthwise) == 9 and report["depthwise"] == "float"  # one per block of the seed's stack
     convs = {n.name: n for n in proto.graph.node if n.op_type == "Conv"}
     producer = {o: n for n in proto.graph.node for o in n.output}
     quantized = {name for name, n in convs.items() if producer.get(n.input[0], n).op_type == "DequantizeLinear"}
-    assert quantized == set(convs) - set(spatial)
+    assert quantized == set(convs) - set(spatial) - set(depthwise)
+    assert {k["node"] for k in report["jetson_float"]} == set(spatial) | set(depthwise)
+    assert check_tensorrt_qdq(proto) == []
+    report = run(tiny_onnx, tmp_path / "j8.onnx", calib, target="jetson", depthwise="int8")
+    proto = onnx.load(str(tmp_path / "j8.onnx"))
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    assert all(producer[n.input[0]].op_type == "DequantizeLinear" for n in proto.graph.node if n.name in depthwise)
     assert {k["node"] for k in report["jetson_float"]} == set(spatial)
+
+
+@pytest.mark.parametrize("target,default", [("cpu", "int8"), ("intel", "float")])
+def test_depthwise_default_and_choice(tiny_onnx, calib, tmp_path, target, default):
+    """--depthwise: each target's measured default, the other choice on request, both in the report."""
+    import openvino as ov
+
+    from edge_fer.quantize.exclude import depthwise_convs
+
+    depthwise = set(depthwise_convs(onnx.load(str(tiny_onnx))))
+    for choice in ("int8", "float"):
+        out = tmp_path / f"{choice}.{'xml' if target == 'intel' else 'onnx'}"
+        report = run(tiny_onnx, out, calib, target=target, **({} if choice == default else {"depthwise": choice}))
+        assert report["depthwise"] == choice
+        kept = {k["node"]: k["reason"] for k in report[f"{target}_float"]}
+        assert (set(kept) >= depthwise) == (choice == "float")
+        if target == "intel":  # OpenVINO runs a depthwise conv as GroupConvolution; FakeQuantize feeds it if int8
+            ops = ov.Core().read_model(str(out)).get_ops()
+            fed = {op.input_value(0).get_node().get_type_name() for op in ops
+                   if op.get_type_name() == "GroupConvolution"}
+            assert (fed == {"FakeQuantize"}) if choice == "int8" else ("FakeQuantize" not in fed)
+        else:
+            proto = onnx.load(str(out))
+            producer = {o: n.op_type for n in proto.graph.node for o in n.output}
+            dq = {producer.get(n.input[1]) == "DequantizeLinear" for n in proto.graph.node if n.name in depthwise}
+            assert dq == {choice == "int8"}
+    with pytest.raises(EdgeFerError, match="--depthwise 'fp16'"):
+        run(tiny_onnx, tmp_path / "x.onnx", calib, target=target, depthwise="fp16")
 
 
 def test_intel_loads_in_openvino(tiny_onnx, calib, tmp_path):
@@ -203,6 +240,14 @@ def test_exclude_by_op_type_and_name(tiny_onnx, calib, tmp_path):
                for n in model.graph.node if n.op_type == "Conv")
     report = run(tiny_onnx, tmp_path / "e-intel.xml", calib, target="intel", exclude=[conv])  # e.json: e.onnx's
     assert report["excluded"] in ([conv], [conv + "/WithoutBiases"])
+    # a biased Conv named as in ONNX is that convolution in the IR (OpenVINO gave its bias Add the ONNX name)
+    pw = next(n.name for n in onnx.load(str(tiny_onnx)).graph.node if n.op_type == "Conv" and "pw1" in n.name)
+    report = run(tiny_onnx, tmp_path / "e-intel.xml", calib, target="intel", exclude=[pw, "Mul"])
+    import openvino as ov
+    ops = {op.get_friendly_name(): op for op in ov.Core().read_model(str(tmp_path / "e-intel.xml")).get_ops()}
+    assert pw + "/WithoutBiases" in report["excluded"]
+    assert ops[pw + "/WithoutBiases"].input_value(0).get_node().get_type_name() != "FakeQuantize"
+    assert any(ops[n].get_type_name() == "Multiply" for n in report["excluded"])  # ONNX's Mul: OpenVINO's Multiply
     with pytest.raises(EdgeFerError, match="no node or op type"):
         run(tiny_onnx, tmp_path / "x.onnx", calib, target="cpu", exclude=["NoSuchLayer"])
 
