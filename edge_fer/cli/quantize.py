@@ -47,8 +47,11 @@ def quantize(
         help="Calibration images: a folder, or a manifest from edge-fer calib make (default: embedded faces)")] = None,
     target: Annotated[str, typer.Option(help="cpu (ONNX Runtime) | jetson (TensorRT QDQ) | intel (OpenVINO)")] = "cpu",
     method: Annotated[str | None, typer.Option(
-        help="Activation ranges: minmax | entropy (KL clip) | percentile (99.99th |x|); "
+        help="Activation ranges: minmax | entropy (KL clip) | percentile (--percentile of |x|); "
              "default percentile")] = None,
+    percentile: Annotated[float | None, typer.Option(
+        callback=finite, help="With --method percentile: the percentile of |x| each range keeps (default 99.999)")
+    ] = None,
     per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="Weight scales")] = True,
     depthwise: Annotated[str | None, typer.Option(
         help="Depthwise convs: int8 | float (default float for jetson and intel, int8 for cpu: chosen on FER+ val)")
@@ -88,7 +91,7 @@ def quantize(
     names = [n.strip() for e in exclude or [] for n in e.split(",") if n.strip()]
     opts = QuantizeOptions(target, method, per_channel, names, classes, img_size, max_drop, val, reduce_range,
                            qat and QatOptions(qat, qat_epochs, qat_lr, max_images=qat_images, seed=seed), min_agreement,
-                           depthwise)
+                           depthwise, percentile)
     with console.status("loading calibration images") as status:
         images, desc = _calibration(calib, size, seed)
         status.update(f"quantizing {model.name} for {target} on {desc['n_images']} images")

@@ -15,18 +15,32 @@ from edge_fer.quantize.options import Recipe
 
 
 def _nncf_params(recipe: Recipe):
-    """NNCF's range estimator and weight scheme; ``recipe.reduce_range`` is its overflow fix on every layer."""
+    """NNCF's range estimator and weight scheme; ``recipe.reduce_range`` is its overflow fix on every layer.
+
+    ``percentile`` is NNCF's mean-quantile estimator with the outlier probability ``1 - percentile/100``.
+    """
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters,
         OverflowFix,
         QuantizationParameters,
     )
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+    from nncf.quantization.range_estimator import (
+        AggregatorType,
+        RangeEstimatorParameters,
+        RangeEstimatorParametersSet,
+        StatisticsCollectorParameters,
+        StatisticsType,
+    )
 
     if recipe.method == "entropy":
         raise EdgeFerError("--method entropy is ONNX Runtime's; for --target intel use minmax or percentile")
-    estimator = (RangeEstimatorParametersSet.MINMAX if recipe.method == "minmax"
-                 else RangeEstimatorParametersSet.MEAN_QUANTILE)
+    if recipe.method == "minmax":
+        estimator = RangeEstimatorParametersSet.MINMAX
+    else:  # NNCF's MEAN_QUANTILE (per-batch quantiles, averaged) at the recipe's percentile instead of 99.99
+        side = StatisticsCollectorParameters(statistics_type=StatisticsType.QUANTILE,
+                                             aggregator_type=AggregatorType.MEAN,
+                                             quantile_outlier_prob=1.0 - recipe.percentile / 100.0)
+        estimator = RangeEstimatorParameters(min=side, max=side)
     kwargs = {"activations_range_estimator_params": estimator,
               "overflow_fix": OverflowFix.ENABLE if recipe.reduce_range else OverflowFix.DISABLE}
     if not recipe.per_channel:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge_fer.quantize.activation_ranges import PERCENTILE
+
 if TYPE_CHECKING:
     from edge_fer.quantize.qat import QatOptions
 
@@ -29,6 +31,7 @@ class QuantizeOptions:
     qat: QatOptions | None = None
     min_agreement: float | None = None  # with qat: percent top-1 agreement PTQ must reach on val
     depthwise: str | None = None  # "int8" | "float"; None: the target's measured choice (run.DEPTHWISE_DEFAULT)
+    percentile: float | None = None  # with method percentile; None: activation_ranges.PERCENTILE
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,4 @@ class Recipe:
     per_channel: bool
     reduce_range: bool  # 7-bit weights: no int16 overflow in u8 x s8 products on CPUs without VNNI
     depthwise_float: bool = False  # depthwise convolutions kept float (jetson and intel by default)
+    percentile: float = PERCENTILE  # method percentile: the percentile of |x| each activation's range keeps

@@ -178,7 +178,8 @@ def ort_quantize(run: OrtRun, out: Path, exclude: Sequence[str]) -> None:
             hists = activation_ranges.collect(run.float_path, run.batches, lambda done, total: run.log(
                 f"{recipe.method} calibration: batch {done}/{total}"))
             activation_ranges.write_calibration_cache(run.ranges, hists, recipe.method,
-                                                      symmetric=recipe.target == "jetson")
+                                                      symmetric=recipe.target == "jetson",
+                                                      percentile=recipe.percentile)
         with quiet_root_logger():
             quantize_static(str(run.float_path), str(out), None, nodes_to_exclude=list(exclude),
                             calibration_cache_path=str(run.ranges), **_ort_settings(recipe))

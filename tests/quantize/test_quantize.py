@@ -95,6 +95,36 @@ def test_histogram_ranges_are_computed_once_and_reused(tiny_onnx, calib, tmp_pat
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
 
 
+@pytest.mark.parametrize("target", ["cpu", "intel"])
+def test_percentile_sets_the_clip_on_every_target(tiny_onnx, calib, tmp_path, target):
+    """--percentile reaches edge-fer's histograms (ORT) and NNCF's mean-quantile estimator (intel): keeping less of
+    |x| shrinks the activation ranges; the report names the percentile; other methods refuse it."""
+    from edge_fer.quantize.activation_ranges import PERCENTILE
+
+    def ranges(out: Path) -> dict[str, float]:
+        if target == "cpu":
+            model = onnx.load(str(out))
+            init = {t.name: float(np.asarray(onnx.numpy_helper.to_array(t)).max()) for t in model.graph.initializer}
+            return {n.name: init[n.input[1]] for n in model.graph.node
+                    if n.op_type == "QuantizeLinear" and n.input[1] in init}
+        import openvino as ov
+        return {op.get_friendly_name(): float(op.input_value(2).get_node().get_data().max())
+                for op in ov.Core().read_model(str(out)).get_ops() if op.get_type_name() == "FakeQuantize"
+                and op.input_value(0).get_node().get_type_name() != "Constant"}
+
+    ext = "xml" if target == "intel" else "onnx"
+    wide = run(tiny_onnx, tmp_path / f"wide.{ext}", calib, target=target)
+    narrow = run(tiny_onnx, tmp_path / f"narrow.{ext}", calib, target=target, method="percentile", percentile=99.0)
+    assert wide["percentile"] == PERCENTILE and narrow["percentile"] == 99.0
+    a, b = ranges(tmp_path / f"wide.{ext}"), ranges(tmp_path / f"narrow.{ext}")
+    shared = sorted(set(a) & set(b))
+    assert shared and all(b[k] <= a[k] + 1e-9 for k in shared) and sum(b[k] < a[k] for k in shared) > len(shared) // 2
+    with pytest.raises(EdgeFerError, match="--percentile 99.9: it sets --method percentile"):
+        run(tiny_onnx, tmp_path / f"x.{ext}", calib, target=target, method="minmax", percentile=99.9)
+    with pytest.raises(EdgeFerError, match="above 50 and up to 100"):
+        run(tiny_onnx, tmp_path / f"x.{ext}", calib, target=target, percentile=101.0)
+
+
 def _max_int_weight(path: Path) -> int:
     """Largest |quantized weight| in a QDQ graph (int8 initializers feeding DequantizeLinear)."""
     model = onnx.load(str(path))

@@ -1,0 +1,114 @@
+"""Which percentile of |x| the percentile calibration keeps: top-1 agreement with float per target, chosen on FER+ val.
+
+For each target and each percentile, runs ``edge-fer quantize --method percentile --percentile P`` (a fresh
+process each, as a user would; 512 seeded FER+ *train* images; each target's ``--depthwise`` default) and scores
+the artifact in the target's numerics (jetson: its QDQ simulated as TensorRT runs it; intel: NNCF's mean-quantile
+estimator at that percentile) on all FER+ val and test images against the float ONNX. One percentile serves every
+target: the one with the highest val agreement averaged over the targets. Test is only reported.
+Writes ``benchmarks/results/<machine>-percentile.{md,json,png}``.
+
+    .venv/bin/python benchmarks/percentile.py     # ~7 min on 2 cores; needs ../shared/data/ferplus
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from calibration_methods import float_splits, machine_name, quantize, score, versions  # noqa: E402
+
+from edge_fer import platform as host  # noqa: E402
+from edge_fer.artifacts.atomic import write_json, write_text  # noqa: E402
+from edge_fer.artifacts.plots import save_figure  # noqa: E402
+from edge_fer.quantize.activation_ranges import PERCENTILE  # noqa: E402
+from edge_fer.quantize.run import RECIPE  # noqa: E402
+
+TARGETS = ("cpu", "jetson", "intel")
+PERCENTILES = (99.99, 99.999, 99.9999)
+
+
+def choose(rows: list[dict]) -> float:
+    """The percentile with the highest val agreement averaged over :data:`TARGETS` (the lower one on a tie)."""
+    mean = {p: float(np.mean([r["val"]["agreement"] for r in rows if r["percentile"] == p])) for p in PERCENTILES}
+    return max(PERCENTILES, key=lambda p: (mean[p], -p))
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib.pyplot as plt  # edge_fer.artifacts.plots selected the Agg backend
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, split in zip(axes, ("val", "test"), strict=True):
+        for target in TARGETS:
+            ax.plot([str(p) for p in PERCENTILES],
+                    [100 * next(r[split]["agreement"] for r in rows if r["target"] == target and r["percentile"] == p)
+                     for p in PERCENTILES], marker="o", label=target)
+        ax.axhline(99, color="tab:red", ls="--", lw=1, label="99% target")
+        ax.set_xlabel("percentile of |x| kept")
+        ax.set_title(f"FER+ {split}")
+    axes[0].set_ylabel("top-1 agreement with float (%)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"INT8 percentile calibration, reference model ({host.cpu_name()})")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def markdown(rows: list[dict], chosen: float, n: dict[str, int], float_acc: dict[str, float]) -> str:
+    lines = ["# INT8 percentile calibration: which percentile of |x|, chosen on FER+ val", "",
+             f"Machine: {host.cpu_name()} ({machine_name()}). Reference model `edge_fer/models/fernet-ferplus`, float "
+             f"accuracy {float_acc['val']:.2%} on FER+ val ({n['val']} images) and {float_acc['test']:.2%} on test "
+             f"({n['test']}). Each row: `edge-fer quantize --calib ../shared/data/ferplus/train --size 512 --method "
+             f"percentile --percentile P` (recipe {RECIPE}, each target's `--depthwise` default), scored in the "
+             "target's numerics (jetson: QDQ simulated as TensorRT runs it; no TensorRT ran). Chosen: the percentile "
+             f"with the highest val agreement averaged over the three targets: **{chosen}** (edge-fer's default: "
+             f"{PERCENTILE}).", "",
+             "| target | percentile | val agreement | val mean abs dlogit | test agreement | test drop pt | "
+             "test mean abs dlogit |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        mark = " **(chosen)**" if r["percentile"] == chosen else ""
+        lines.append(f"| {r['target']} | {r['percentile']}{mark} | {r['val']['agreement']:.2%} | "
+                     f"{r['val']['mean_abs_dlogit']:.3f} | {r['test']['agreement']:.2%} | "
+                     f"{r['test']['drop_pt']:.2f} | {r['test']['mean_abs_dlogit']:.3f} |")
+    lines += ["", f"Recorded {time.strftime('%Y-%m-%d', time.gmtime())} with: "
+              "`.venv/bin/python benchmarks/percentile.py`", f"Versions: {versions()}", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    from rich.console import Console
+
+    console = Console()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        fp32, info, splits, reference = float_splits(work)
+        for target in TARGETS:
+            for p in PERCENTILES:
+                q = quantize(fp32, target, "percentile", work, extra=("--percentile", str(p)))
+                row = {"target": target, "percentile": p, "quantize_s": q["quantize_s"],
+                       **score(q["artifact"], splits, reference, info.classes, info.preprocessing)}
+                rows.append(row)
+                console.print(f"{target} percentile {p}: val {row['val']['agreement']:.2%} "
+                              f"test {row['test']['agreement']:.2%}")
+    chosen = choose(rows)
+    n = {k: len(v[1]) for k, v in splits.items()}
+    float_acc = {k: float((reference[k].argmax(1) == splits[k][1]).mean()) for k in splits}
+    stem = ROOT / "benchmarks" / "results" / f"{machine_name()}-percentile"
+    write_json(stem.with_suffix(".json"), {"machine": host.cpu_name(), "n": n, "float_accuracy": float_acc,
+                                           "rows": rows, "chosen": chosen, "default": PERCENTILE,
+                                           "versions": versions()})
+    write_text(stem.with_suffix(".md"), markdown(rows, chosen, n, float_acc))
+    plot(rows, stem.with_suffix(".png"))
+    if chosen != PERCENTILE:
+        console.print(f"[yellow]val picks {chosen}; edge-fer's default is {PERCENTILE}[/]")
+
+
+if __name__ == "__main__":
+    main()
