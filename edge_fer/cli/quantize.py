@@ -82,9 +82,10 @@ def quantize(
     ] = None,
 ) -> None:
     """Post-training INT8 quantization; writes the model and OUT.json (calibration, agreement, sizes)."""
+    from edge_fer.quantize.choices import TARGETS
     from edge_fer.quantize.options import QuantizeOptions
     from edge_fer.quantize.qat import QatOptions
-    from edge_fer.quantize.run import TARGETS, check_outputs, summary_lines
+    from edge_fer.quantize.run import check_outputs, summary_lines
     from edge_fer.quantize.run import quantize as run_quantize
     if target in TARGETS:  # before the calibration images load: a refused -o costs nothing
         check_outputs(model, output, target, calib if calib and Path(calib).is_file() else None)

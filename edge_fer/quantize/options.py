@@ -20,7 +20,7 @@ class QuantizeOptions:
     """The options of :func:`edge_fer.quantize.run.quantize` (field names are the CLI flags')."""
 
     target: str = "cpu"
-    method: str | None = None  # None: the target's measured best (run.DEFAULT_METHOD)
+    method: str | None = None  # None: the target's measured best (choices.DEFAULT_METHOD)
     per_channel: bool = True
     exclude: Sequence[str] = ()  # node names or op types kept float
     classes: str | None = None  # for a model without edge-fer metadata
@@ -30,7 +30,7 @@ class QuantizeOptions:
     reduce_range: bool | None = None  # None: 7- or 8-bit weights from this host's CPU (run.weight_range)
     qat: QatOptions | None = None
     min_agreement: float | None = None  # with qat: percent top-1 agreement PTQ must reach on val
-    depthwise: str | None = None  # "int8" | "float"; None: the target's measured choice (run.DEPTHWISE_DEFAULT)
+    depthwise: str | None = None  # "int8" | "float"; None: the target's measured choice (choices.DEPTHWISE_DEFAULT)
     percentile: float | None = None  # with method percentile; None: activation_ranges.PERCENTILE
 
 

@@ -19,7 +19,7 @@ Three targets, one calibration set, one report:
     both symmetric (all zero points 0), weights per output channel (axis 0),
     biases left float (TensorRT fuses them itself), Q/DQ on convolution inputs only,
     CBAM's spatial-attention convs float (:mod:`edge_fer.quantize.tensorrt_qdq`) and, by default
-    (``--depthwise``, :data:`DEPTHWISE_DEFAULT`), the depthwise convs.
+    (``--depthwise``, :data:`~edge_fer.quantize.choices.DEPTHWISE_DEFAULT`), the depthwise convs.
     :func:`check_tensorrt_qdq` verifies those rules on the written graph.  Its held-out check (and ``--max-drop``)
     runs the Q/DQ pairs as float ops: TensorRT's int8 numerics, not ORT's x86 kernels,
     which saturate on full-range weights without VNNI (52.5% vs 88.3% agreement measured).
@@ -39,7 +39,7 @@ agreement on a held-out fifth of the calibration images (never calibrated on).
 ``--method entropy|percentile`` on the ORT targets clip each activation at a KL-optimal
 (never cutting more than 0.1% of values) or 99.999th-percentile |x| (``--percentile``), from streaming histograms
 (:mod:`edge_fer.quantize.activation_ranges`), so memory stays at one batch's activations whatever the
-calibration set's size.  Percentile is the default of every target (:data:`DEFAULT_METHOD`).
+calibration set's size.  Percentile is the default of every target (:data:`~edge_fer.quantize.choices.DEFAULT_METHOD`).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from edge_fer.compare import compare_logits
 from edge_fer.data.preprocessing import preprocess
 from edge_fer.export.onnx_io import OnnxModel, check_float_model, graph_dims, load_onnx, save_onnx, set_metadata
 from edge_fer.platform import peak_rss_mb
-from edge_fer.quantize import activation_ranges
+from edge_fer.quantize.choices import check_choices, depthwise_choice, percentile_choice
 from edge_fer.quantize.exclude import resolve_exclude
 from edge_fer.quantize.openvino_nncf import float_convolutions, intel_float_nodes, nncf_qdq, nncf_quantize
 from edge_fer.quantize.options import QuantizeOptions, Recipe
@@ -72,7 +72,6 @@ from edge_fer.quantize.sensitivity import DropBudget, bound_drop, open_for_targe
 from edge_fer.quantize.tensorrt_qdq import check_tensorrt_qdq
 from edge_fer.train.metrics import batched_logits
 
-TARGETS = ("cpu", "jetson", "intel")
 RECIPE = 11  # bumped whenever the same inputs would quantize differently (caches key INT8 artifacts on it)
 # 6: minmax from every calibration batch (ORT's chunked minmax had kept only the last chunk's ranges),
 #    histogram extremes exact rather than sampled
@@ -80,26 +79,9 @@ RECIPE = 11  # bumped whenever the same inputs would quantize differently (cache
 #    (tensorrt_qdq.TENSORRT_QUANTIZED_OPS)
 # 8: jetson calibrates with percentile by default (chosen on the shipped model's val)
 # 9: cpu calibrates with percentile by default (chosen on the shipped model's val, benchmarks/calibration_size.py)
-# 10: jetson and intel keep depthwise convolutions float by default (DEPTHWISE_DEFAULT); intel's --exclude of a
+# 10: jetson and intel keep depthwise convolutions float by default (choices.DEPTHWISE_DEFAULT); intel's --exclude of a
 #     biased Conv by its ONNX name keeps that conv float (it had kept only its bias Add)
 # 11: percentile keeps the 99.999th |x| (was 99.99), NNCF's mean-quantile likewise (--percentile)
-METHODS = ("minmax", "entropy", "percentile")
-# Measured on FER+ test with the reference model (benchmarks/results/*-calibration.md): entropy
-# loses 0.49 pt on cpu where minmax loses 1.61 pt (same 93.1% agreement, 26 s instead of 19 s), and
-# 1.93 pt on jetson where minmax loses 6.00.  TensorRT's own calibrator is entropy too.  NNCF has no
-# KL search.  With the v1 model (224 px) its minmax beat mean-quantile (94.6% vs 93.3% agreement, 27 s vs
-# 89 s); with the v2 model (64 px, BN neck, 2026-12-01, Intel Xeon with AVX-512 VNNI) minmax agreed on
-# only 82.4% of the held-out calibration images (77.6% of FER+ test) and percentile on 98.0% in 10 s.
-# jetson, chosen on FER+ val with the conv-input placement (benchmarks/results/*-jetson_placement.md): on the
-# shipped model percentile agrees with float on 98.44%, entropy on 98.05%, minmax on 96.80% (on the model
-# before it: entropy 97.71%, percentile 97.60%).
-# cpu, chosen on FER+ val with the mirror-averaging default (benchmarks/results/*-calibration_size.md): percentile
-# agrees with float on 99.10% of val with 512 images (entropy 98.44%), and beats entropy at 1024 and 2048 too.
-DEFAULT_METHOD = {"cpu": "percentile", "jetson": "percentile", "intel": "percentile"}
-# --depthwise, chosen on FER+ val with the shipped model (benchmarks/results/*-depthwise.md; the reasons and
-# figures in exclude.DEPTHWISE_REASON).  Float depthwise convs cost latency where int8 runs them faster.
-DEPTHWISE_DEFAULT = {"cpu": "int8", "jetson": "float", "intel": "float"}
-DEPTHWISE = ("int8", "float")
 CALIB_BATCH = 8
 HOLDOUT_EVERY = 5  # every 5th calibration image is held out for the agreement check
 REPORT_FORMAT = "edge-fer-quantize-report/1"  # OUT.json only ever replaces a file that carries this
@@ -201,7 +183,7 @@ def quantize(model: Path | str | OnnxModel, out_path: Path | str, images: Sequen
     layers are kept float until top-1 accuracy drops by at most ``max_drop`` percentage
     points (the same unit as ``edge-fer bench --max-drop``).  ``reduce_range`` None
     picks 7- or 8-bit weights from this host's CPU (:func:`weight_range`); ``method``
-    None takes the target's measured best (:data:`DEFAULT_METHOD`).  ``qat`` fine-tunes the
+    None takes the target's measured best (:data:`~edge_fer.quantize.choices.DEFAULT_METHOD`).  ``qat`` fine-tunes the
     INT8 model after PTQ (:mod:`edge_fer.quantize.qat_select`); with a budget (``max_drop`` points,
     ``min_agreement`` percent) only where PTQ misses it, instead of keeping layers float.
     """
@@ -274,41 +256,6 @@ def _float_model(model: Path | str | OnnxModel, opts: QuantizeOptions) -> tuple[
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
     return proto, model.info
-
-
-def depthwise_choice(target: str, depthwise: str | None) -> str:
-    """``--depthwise``, or the target's default (:data:`DEPTHWISE_DEFAULT`); anything else -> error."""
-    depthwise = depthwise or DEPTHWISE_DEFAULT[target]
-    if depthwise not in DEPTHWISE:
-        raise EdgeFerError(f"--depthwise {depthwise!r}: use one of {', '.join(DEPTHWISE)}")
-    return depthwise
-
-
-def percentile_choice(method: str, percentile: float | None) -> float:
-    """``--percentile`` (only with ``--method percentile``), or :data:`activation_ranges.PERCENTILE`."""
-    if percentile is None:
-        return activation_ranges.PERCENTILE
-    if method != "percentile":
-        raise EdgeFerError(f"--percentile {percentile:g}: it sets --method percentile's clip, not {method}'s; "
-                           "drop it or add --method percentile")
-    if not 50.0 < percentile <= 100.0:
-        raise EdgeFerError(f"--percentile {percentile:g}: give the share of |x| to keep, above 50 and up to 100 "
-                           f"(default {activation_ranges.PERCENTILE:g})")
-    return percentile
-
-
-def check_choices(target: str, method: str | None, budget: bool, val: str | Path | None) -> str:
-    """The target and method checked (``method`` None: the target's default), a budget only with ``val``;
-    returns the method."""
-    if target not in TARGETS:
-        raise EdgeFerError(f"--target {target!r}: use one of {', '.join(TARGETS)}")
-    method = method or DEFAULT_METHOD[target]
-    if method not in METHODS:
-        raise EdgeFerError(f"--method {method!r}: use one of {', '.join(METHODS)}")
-    if budget != (val is not None):
-        raise EdgeFerError("--max-drop/--min-agreement and --val go together: the budget is measured on labelled "
-                           "--val images")
-    return method
 
 
 def calibration_split(images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
