@@ -32,7 +32,8 @@ from edge_fer.artifacts.plots import save_figure  # noqa: E402
 from edge_fer.backends import open_runner  # noqa: E402
 from edge_fer.bench.measure import time_interleaved  # noqa: E402
 from edge_fer.data.preprocessing import preprocess  # noqa: E402
-from edge_fer.quantize.run import DEFAULT_METHOD, DEPTHWISE, DEPTHWISE_DEFAULT, RECIPE  # noqa: E402
+from edge_fer.quantize.choices import DEFAULT_METHOD, DEPTHWISE, DEPTHWISE_DEFAULT  # noqa: E402
+from edge_fer.quantize.run import RECIPE  # noqa: E402
 
 TARGETS = ("cpu", "jetson", "intel")
 TIMED = ("cpu", "intel")
@@ -109,7 +110,7 @@ def markdown(rows: list[dict], chosen: dict[str, str], n: dict[str, int], float_
                      f"{r['val']['drop_pt']:.2f} | {r['test']['agreement']:.2%} | {r['test']['drop_pt']:.2f} | "
                      f"{r['test']['mean_abs_dlogit']:.3f} | {ms} |")
     shipped = ", ".join(f"{t} {DEPTHWISE_DEFAULT[t]}" for t in TARGETS)
-    lines += ["", f"edge-fer's defaults (`edge_fer.quantize.run.DEPTHWISE_DEFAULT`): {shipped}.", "",
+    lines += ["", f"edge-fer's defaults (`edge_fer.quantize.choices.DEPTHWISE_DEFAULT`): {shipped}.", "",
               f"Recorded {time.strftime('%Y-%m-%d', time.gmtime())} with: `.venv/bin/python benchmarks/depthwise.py`",
               f"Versions: {versions()}", ""]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ ops by ONNX Runtime). Finally it times float, PTQ and QAT interleaved at batch 1
 Writes ``benchmarks/results/<machine>-qat.{md,json,png}``.
 
     .venv/bin/python benchmarks/qat_eval.py [--targets cpu,jetson,intel] [--qat-images 8000] [--qat-epochs 2]
+        [--name qat]
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--qat-images", type=int, default=8000)
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--iters", type=int, default=200)
+    parser.add_argument("--name", default="qat", help="results/<machine>-NAME.{md,json,png}: keeps another recording")
     args = parser.parse_args()
     console = Console()
     # An unreachable budget makes QAT run on every target, and --val makes FER+ val pick its epoch (the
@@ -148,7 +150,7 @@ def main() -> None:
     meta = {"cpu": host.cpu_name(), "n_test": len(labels), "float_accuracy": float_acc,
             "near_tie_share": float((top2_gap(reference) < NEAR_TIE).mean()), "qat_args": shown + " on FER+ train",
             "iters": args.iters, "argv": " ".join(sys.argv[1:])}
-    stem = ROOT / "benchmarks" / "results" / f"{machine_name()}-qat"
+    stem = ROOT / "benchmarks" / "results" / f"{machine_name()}-{args.name}"
     write_json(stem.with_suffix(".json"), {**meta, "rows": rows, "versions": versions()})
     write_text(stem.with_suffix(".md"), markdown(rows, meta))
     plot(rows, stem.with_suffix(".png"))
