@@ -82,13 +82,11 @@ def quantize(
     ] = None,
 ) -> None:
     """Post-training INT8 quantization; writes the model and OUT.json (calibration, agreement, sizes)."""
-    from edge_fer.quantize.choices import TARGETS
+    from edge_fer.quantize import choices, run
     from edge_fer.quantize.options import QuantizeOptions
     from edge_fer.quantize.qat import QatOptions
-    from edge_fer.quantize.run import check_outputs, summary_lines
-    from edge_fer.quantize.run import quantize as run_quantize
-    if target in TARGETS:  # before the calibration images load: a refused -o costs nothing
-        check_outputs(model, output, target, calib if calib and Path(calib).is_file() else None)
+    if target in choices.TARGETS:  # before the calibration images load: a refused -o costs nothing
+        run.check_outputs(model, output, target, calib if calib and Path(calib).is_file() else None)
     names = [n.strip() for e in exclude or [] for n in e.split(",") if n.strip()]
     opts = QuantizeOptions(target, method, per_channel, names, classes, img_size, max_drop, val, reduce_range,
                            qat and QatOptions(qat, qat_epochs, qat_lr, max_images=qat_images, seed=seed), min_agreement,
@@ -96,8 +94,8 @@ def quantize(
     with console.status("loading calibration images") as status:
         images, desc = _calibration(calib, size, seed)
         status.update(f"quantizing {model.name} for {target} on {desc['n_images']} images")
-        report = run_quantize(model, output, images, opts, desc, log=lambda msg: status.update(msg), console=console)
-    console.print("\n".join(summary_lines(report, desc)))
+        report = run.quantize(model, output, images, opts, desc, log=lambda msg: status.update(msg), console=console)
+    console.print("\n".join(run.summary_lines(report, desc)))
 
 
 def _calibration(calib: str | None, size: int, seed: int):
