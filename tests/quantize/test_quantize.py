@@ -119,7 +119,7 @@ def test_percentile_sets_the_clip_on_every_target(tiny_onnx, calib, tmp_path, ta
     a, b = ranges(tmp_path / f"wide.{ext}"), ranges(tmp_path / f"narrow.{ext}")
     shared = sorted(set(a) & set(b))
     assert shared and all(b[k] <= a[k] + 1e-9 for k in shared) and sum(b[k] < a[k] for k in shared) > len(shared) // 2
-    with pytest.raises(EdgeFerError, match="--percentile 99.9: it sets --method percentile"):
+    with pytest.raises(EdgeFerError, match=r"--percentile 99\.9: it sets --method percentile"):
         run(tiny_onnx, tmp_path / f"x.{ext}", calib, target=target, method="minmax", percentile=99.9)
     with pytest.raises(EdgeFerError, match="above 50 and up to 100"):
         run(tiny_onnx, tmp_path / f"x.{ext}", calib, target=target, percentile=101.0)
