@@ -79,17 +79,19 @@ def intel_float_nodes(model: onnx.ModelProto, recipe: Recipe) -> dict[str, str]:
     return {**out, **dict.fromkeys(mirror_nodes(model), MIRROR_REASON)}
 
 
+def _ov_conv_name(name: str, ov_names: set[str]) -> str:
+    """OpenVINO splits a biased ONNX Conv into ``<name>/WithoutBiases`` plus an Add that keeps the ONNX name:
+    the ONNX name means the convolution."""
+    return name + "/WithoutBiases" if name + "/WithoutBiases" in ov_names else name
+
+
 def _ov_names(model: onnx.ModelProto, nodes: Sequence[str], ov_names: set[str]) -> list[str]:
     """ONNX node names as OpenVINO names them: a node writing a graph output takes the output's name, and a
-    biased Conv becomes ``<name>/WithoutBiases`` plus an Add that keeps the ONNX name."""
+    biased Conv its convolution's (:func:`_ov_conv_name`)."""
     outputs = {o.name for o in model.graph.output}
     wanted = set(nodes)
-    out = []
-    for n in model.graph.node:
-        if n.name in wanted:
-            name = next((o for o in n.output if o in outputs), n.name)
-            out.append(name + "/WithoutBiases" if name + "/WithoutBiases" in ov_names else name)
-    return out
+    return [_ov_conv_name(next((o for o in n.output if o in outputs), n.name), ov_names)
+            for n in model.graph.node if n.name in wanted]
 
 
 def nncf_quantize(onnx_path: Path, batches: Sequence[np.ndarray], recipe: Recipe, exclude: Sequence[str],
@@ -106,8 +108,7 @@ def nncf_quantize(onnx_path: Path, batches: Sequence[np.ndarray], recipe: Recipe
     model = ov.convert_model(str(onnx_path))
     nodes = _ov_nodes(model)
     names = {n for n, _ in nodes}
-    # the user's ONNX node name of a biased Conv means the convolution, not the Add OpenVINO gave that name
-    exclude = [e + "/WithoutBiases" if e + "/WithoutBiases" in names else e for e in exclude]
+    exclude = [_ov_conv_name(e, names) for e in exclude]
     proto = onnx.load(str(onnx_path), load_external_data=False)
     excluded = resolve_exclude(exclude, nodes, OV_ALIASES)
     recipe_float = _ov_names(proto, list(intel_float_nodes(proto, recipe)), names)
