@@ -10,12 +10,20 @@ from rich import box
 from rich.table import Table
 
 from edge_fer.artifacts.plots import plot_confusions_side_by_side
+from edge_fer.bench.options import BASELINES
 
 
 def _precision(name: str, row: dict) -> str:
     """The row's precision as asked (``int8-naive``), plus what the runtime really ran where that differs."""
     asked = name.split(" ", 1)[1]
     return asked if row["precision"] in asked else f"{asked} (ran {row['precision']})"
+
+
+def _verdict(name: str, row: dict, failed: str, baseline: str = "baseline") -> str:
+    """``pass``, ``failed`` (the caller's style), or ``baseline``: a :data:`BASELINES` row's fail gates nothing."""
+    if row["passed"]:
+        return "pass"
+    return baseline if name in BASELINES else failed
 
 
 def _fmt(row: dict, key: str, fmt: str) -> str:
@@ -40,7 +48,8 @@ def results_table(results: dict, wide: bool = False) -> Table:
     table = Table(title=f"edge-fer bench --device {results['device']} ({results['n_images']} images)",
                   caption=f"median of interleaved calls; speed-up vs torch fp32 at the same batch; "
                           f"✗ misses the gate (drop <= {gate['max_drop_pt']} pt, agreement >= "
-                          f"{gate['min_agreement']:.1%}); --wide or report.md for the rest",
+                          f"{gate['min_agreement']:.1%}); baseline: a stock recipe, not gated; --wide or report.md "
+                          "for the rest",
                   caption_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     table.add_column("engine", no_wrap=True)
     for col in ("batch", "median ms", "speed-up", "drop pt", "agreement"):
@@ -53,7 +62,7 @@ def results_table(results: dict, wide: bool = False) -> Table:
         for lat in row.get("latency", []):
             table.add_row(engine_label(name, row), str(lat["batch"]), f"{lat['median_ms']:.2f}",
                           f"{lat['speedup_vs_torch']:.2f}x", drop, agreement,
-                          "pass" if row["passed"] else "[bold red]FAIL[/]")
+                          _verdict(name, row, "[bold red]FAIL[/]"))
     return table
 
 
@@ -67,7 +76,8 @@ def _wide_table(results: dict) -> Table:
             table.add_row(name.split()[0], _precision(name, row), str(lat["batch"]), f"{lat['median_ms']:.2f}",
                           f"{lat['p90_ms']:.2f}", f"{lat['speedup_vs_torch']:.2f}x", _fmt(row, "accuracy", ".2%"),
                           _fmt(row, "accuracy_drop_pt", "+.2f"), f"{row['top1_agreement']:.2%}",
-                          f"{row['max_abs_logit_diff']:.3f}", "pass" if row["passed"] else row["verdict"])
+                          f"{row['max_abs_logit_diff']:.3f}",
+                          _verdict(name, row, row["verdict"], f"{row['verdict']} (baseline, not gated)"))
     return table
 
 
@@ -85,6 +95,11 @@ def recommendation_line(results: dict) -> str:
             f"{drop}" + (f"; fastest within the gate at {', '.join(others)}" if others else ""))
 
 
+def _baselines_note(rows: dict[str, dict]) -> str:
+    shown = [name for name in BASELINES if name in rows]
+    return f" ({', '.join(shown)}: baseline, shown but not gated)" if shown else ""
+
+
 def report_markdown(results: dict) -> str:
     lines = [f"# edge-fer bench: {results['device']}", "",
              f"* checkpoint `{results['checkpoint']}` (sha256 {results['checkpoint_sha256'][:16]}...)",
@@ -92,7 +107,8 @@ def report_markdown(results: dict) -> str:
              f"* INT8 calibration: {results['calibration']['source']} ({results['calibration']['n_images']} images)",
              f"* machine: {results['machine']['cpu']} ({', '.join(results['machine']['flags']) or 'no AVX-512/VNNI'})",
              f"* gate: drop <= {results['gate']['max_drop_pt']} pt, agreement >= "
-             f"{results['gate']['min_agreement']:.2%}: **{'PASS' if results['passed'] else 'FAIL'}**",
+             f"{results['gate']['min_agreement']:.2%}: **{'PASS' if results['passed'] else 'FAIL'}**"
+             + _baselines_note(results["rows"]),
              f"* {recommendation_line(results)}", "",
              "| backend | precision | batch | median ms | p90 ms | p99 ms | img/s | cold ms | speed-up vs torch | "
              "model MB | +RSS MB | accuracy | drop pt | agreement | max abs dlogit | KL | verdict |",
@@ -105,7 +121,8 @@ def report_markdown(results: dict) -> str:
                 f"{lat['speedup_vs_torch']:.2f}x | {row['model_bytes'] / 1e6:.1f} | {row['rss_open_mb']:.0f} | "
                 f"{_fmt(row, 'accuracy', '.2%')} | "
                 f"{_fmt(row, 'accuracy_drop_pt', '+.2f')} | {row['top1_agreement']:.2%} | "
-                f"{row['max_abs_logit_diff']:.3f} | {row['kl_softmax']:.2e} | {row['verdict']} |")
+                f"{row['max_abs_logit_diff']:.3f} | {row['kl_softmax']:.2e} | "
+                f"{row['verdict']}{' (baseline, not gated)' if name in BASELINES and not row['passed'] else ''} |")
     energy = [(name, lat) for name, row in results["rows"].items() for lat in row.get("latency", [])
               if "energy" in lat]
     if energy:

@@ -22,7 +22,7 @@ from edge_fer.backends.base import Runner
 from edge_fer.backends.torch_backend import TorchRunner
 from edge_fer.bench.cache import CacheFolder, CalibrationSet, artifact, cache_key
 from edge_fer.bench.measure import all_logits, measure_energy, parity, recommend, time_interleaved, verdict
-from edge_fer.bench.options import BenchOptions, select_rows
+from edge_fer.bench.options import BenchOptions, gate_passed, select_rows
 from edge_fer.bench.remote import Remote, run_remote
 from edge_fer.bench.report import report_markdown, results_table, write_plots
 from edge_fer.bench.tegrastats import TegraStats, power_state
@@ -104,7 +104,7 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
         "skipped_images": len(skips.skipped), "calibration": calib_desc, "gate": {"max_drop_pt": opts.max_drop,
                                                         "min_agreement": opts.min_agreement},
         "machine": {"platform": platform.platform(), **host.summary(), "peak_rss_mb": peak_rss_mb()},
-        "rows": rows, "passed": all(r["passed"] for r in rows.values()), "recommendation": recommendation,
+        "rows": rows, "passed": gate_passed(rows), "recommendation": recommendation,
         "timing": {"warmup": opts.warmup, "iters": None if opts.seconds else opts.iters, "seconds": opts.seconds,
                    "interleaved": "random order per round (seed 0)"},
     }

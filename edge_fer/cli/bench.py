@@ -83,6 +83,7 @@ def _bench_sizes(checkpoint: Path, opts, sizes: str, remote) -> None:
 
 def _print_results(results: dict, out: Path, json_out: bool) -> None:
     """The report path, the failed gate (if any) and the recommendation last; exit 1 when the gate failed."""
+    from edge_fer.bench.options import gate_failures
     from edge_fer.bench.report import recommendation_line
 
     if json_out:
@@ -91,7 +92,7 @@ def _print_results(results: dict, out: Path, json_out: bool) -> None:
         typer.echo(json.dumps(results, indent=2))
     console.print(f"report: {out / 'report.md'}", highlight=False)
     if not results["passed"]:
-        failed = [f"{n}: {r['verdict']}" for n, r in results["rows"].items() if not r["passed"]]
+        failed = [f"{n}: {r['verdict']}" for n, r in gate_failures(results["rows"]).items()]
         console.print("[bold red]error:[/] parity gate failed: " + "; ".join(failed), highlight=False, soft_wrap=True)
     console.print(recommendation_line(results), highlight=False, soft_wrap=True)  # the answer comes last
     if not results["passed"]:
