@@ -26,10 +26,11 @@ def resolve_exclude(names: Sequence[str], nodes: Sequence[tuple[str, str]],
     known = {n for n, _ in nodes}
     out: list[str] = []
     for entry in names:
+        of_type = [n for t in aliases.get(entry, (entry,)) for n in by_type.get(t, [])]
         if entry in known:
             out.append(entry)
-        elif any(t in by_type for t in aliases.get(entry, (entry,))):
-            out.extend(n for t in aliases.get(entry, (entry,)) for n in by_type.get(t, []))
+        elif of_type:
+            out.extend(of_type)
         else:
             raise EdgeFerError(f"--exclude {entry!r}: no node or op type of that name in the model "
                                f"(op types: {', '.join(sorted(by_type))})")
