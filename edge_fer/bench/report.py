@@ -19,11 +19,9 @@ def _precision(name: str, row: dict) -> str:
     return asked if row["precision"] in asked else f"{asked} (ran {row['precision']})"
 
 
-def _verdict(name: str, row: dict, failed: str, baseline: str = "baseline") -> str:
-    """``pass``, ``failed`` (the caller's style), or ``baseline``: a :data:`BASELINES` row's fail gates nothing."""
-    if row["passed"]:
-        return "pass"
-    return baseline if name in BASELINES else failed
+def _reasons(name: str, row: dict) -> str:
+    """The row's verdict (``ok`` or the failing figures), marked where a :data:`BASELINES` row's fail gates nothing."""
+    return row["verdict"] + (" (baseline, not gated)" if name in BASELINES and not row["passed"] else "")
 
 
 def _fmt(row: dict, key: str, fmt: str) -> str:
@@ -62,7 +60,7 @@ def results_table(results: dict, wide: bool = False) -> Table:
         for lat in row.get("latency", []):
             table.add_row(engine_label(name, row), str(lat["batch"]), f"{lat['median_ms']:.2f}",
                           f"{lat['speedup_vs_torch']:.2f}x", drop, agreement,
-                          _verdict(name, row, "[bold red]FAIL[/]"))
+                          "pass" if row["passed"] else "baseline" if name in BASELINES else "[bold red]FAIL[/]")
     return table
 
 
@@ -76,8 +74,7 @@ def _wide_table(results: dict) -> Table:
             table.add_row(name.split()[0], _precision(name, row), str(lat["batch"]), f"{lat['median_ms']:.2f}",
                           f"{lat['p90_ms']:.2f}", f"{lat['speedup_vs_torch']:.2f}x", _fmt(row, "accuracy", ".2%"),
                           _fmt(row, "accuracy_drop_pt", "+.2f"), f"{row['top1_agreement']:.2%}",
-                          f"{row['max_abs_logit_diff']:.3f}",
-                          _verdict(name, row, row["verdict"], f"{row['verdict']} (baseline, not gated)"))
+                          f"{row['max_abs_logit_diff']:.3f}", "pass" if row["passed"] else _reasons(name, row))
     return table
 
 
@@ -121,8 +118,7 @@ def report_markdown(results: dict) -> str:
                 f"{lat['speedup_vs_torch']:.2f}x | {row['model_bytes'] / 1e6:.1f} | {row['rss_open_mb']:.0f} | "
                 f"{_fmt(row, 'accuracy', '.2%')} | "
                 f"{_fmt(row, 'accuracy_drop_pt', '+.2f')} | {row['top1_agreement']:.2%} | "
-                f"{row['max_abs_logit_diff']:.3f} | {row['kl_softmax']:.2e} | "
-                f"{row['verdict']}{' (baseline, not gated)' if name in BASELINES and not row['passed'] else ''} |")
+                f"{row['max_abs_logit_diff']:.3f} | {row['kl_softmax']:.2e} | {_reasons(name, row)} |")
     energy = [(name, lat) for name, row in results["rows"].items() for lat in row.get("latency", [])
               if "energy" in lat]
     if energy:
