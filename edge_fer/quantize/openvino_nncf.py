@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnx
@@ -94,11 +95,19 @@ def _ov_names(model: onnx.ModelProto, nodes: Sequence[str], ov_names: set[str]) 
             for n in model.graph.node if n.name in wanted]
 
 
+class IntelQuantized(NamedTuple):
+    """What :func:`nncf_quantize` made, and what it kept float and why (the quantize report's entries)."""
+
+    model: Any  # ov.Model (openvino is imported lazily)
+    excluded: list[str]  # the user's --exclude, under OpenVINO's names
+    recipe_float: list[str]  # the recipe's float nodes, under OpenVINO's names
+    recipe_reasons: dict[str, str]  # the same nodes under their ONNX names -> why (:func:`intel_float_nodes`)
+
+
 def nncf_quantize(onnx_path: Path, batches: Sequence[np.ndarray], recipe: Recipe, exclude: Sequence[str],
-                  accuracy: tuple[Callable, Sequence, float] | None = None):
-    """The quantized ov.Model, the user's ``exclude`` and the recipe's float nodes (:func:`intel_float_nodes`),
-    both under OpenVINO's names; ``accuracy``: NNCF's accuracy control (validation function, labelled items,
-    largest drop)."""
+                  accuracy: tuple[Callable, Sequence, float] | None = None) -> IntelQuantized:
+    """The quantized ov.Model with the user's ``exclude`` and the recipe's float nodes kept float;
+    ``accuracy``: NNCF's accuracy control (validation function, labelled items, largest drop)."""
     import logging
 
     import nncf
@@ -111,20 +120,21 @@ def nncf_quantize(onnx_path: Path, batches: Sequence[np.ndarray], recipe: Recipe
     exclude = [_ov_conv_name(e, names) for e in exclude]
     proto = onnx.load(str(onnx_path), load_external_data=False)
     excluded = resolve_exclude(exclude, nodes, OV_ALIASES)
-    recipe_float = _ov_names(proto, list(intel_float_nodes(proto, recipe)), names)
+    reasons = intel_float_nodes(proto, recipe)
+    recipe_float = _ov_names(proto, list(reasons), names)
     kwargs = {"preset": nncf.QuantizationPreset.PERFORMANCE, "subset_size": len(batches),
               "ignored_scope": nncf.IgnoredScope(names=list(dict.fromkeys(excluded + recipe_float)),
                                                  types=OV_FLOAT_TYPES, validate=False),
               "advanced_parameters": _nncf_params(recipe)}
     dataset = nncf.Dataset(list(batches))
     if accuracy is None:
-        return nncf.quantize(model, dataset, **kwargs), excluded, recipe_float
+        return IntelQuantized(nncf.quantize(model, dataset, **kwargs), excluded, recipe_float, reasons)
     validate, val_items, max_drop = accuracy
     quantized = nncf.quantize_with_accuracy_control(
         model, dataset, nncf.Dataset(list(val_items)), validation_fn=validate, max_drop=max(max_drop, 0.0),
         drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=kwargs.pop("advanced_parameters"),
         **kwargs)
-    return quantized, excluded, recipe_float
+    return IntelQuantized(quantized, excluded, recipe_float, reasons)
 
 
 def nncf_qdq(onnx_path: Path, batches: Sequence[np.ndarray], recipe: Recipe, exclude: Sequence[str]

@@ -63,7 +63,7 @@ from edge_fer.export.onnx_io import OnnxModel, check_float_model, graph_dims, lo
 from edge_fer.platform import peak_rss_mb
 from edge_fer.quantize.choices import check_choices, depthwise_choice, percentile_choice
 from edge_fer.quantize.exclude import resolve_exclude
-from edge_fer.quantize.openvino_nncf import float_convolutions, intel_float_nodes, nncf_qdq, nncf_quantize
+from edge_fer.quantize.openvino_nncf import float_convolutions, nncf_qdq, nncf_quantize
 from edge_fer.quantize.options import QuantizeOptions, Recipe
 from edge_fer.quantize.ort import OrtRun, ort_quantize, prepare_float, recipe_float_nodes
 from edge_fer.quantize.qat import QatOptions
@@ -305,17 +305,15 @@ def _quantize_intel(job: _Job, float_path: Path, staged: Path) -> dict:
         labelled = list(zip(make_batches(job.val_data[0], job.info, 1), job.val_data[1].tolist(), strict=True))
         accuracy = (validate, labelled, job.budget)
     job.log("calibrating with NNCF")
-    model, excluded, recipe_float = nncf_quantize(float_path, job.batches, job.recipe, job.exclude, accuracy)
-    save_ir(model, staged, job.props)
-    float_proto = onnx.load(str(float_path), load_external_data=False)
-    report: dict = {"excluded": excluded,
-                    "intel_float": [{"node": n, "reason": why}
-                                    for n, why in intel_float_nodes(float_proto, job.recipe).items()]}
+    done = nncf_quantize(float_path, job.batches, job.recipe, job.exclude, accuracy)
+    save_ir(done.model, staged, job.props)
+    report: dict = {"excluded": done.excluded,
+                    "intel_float": [{"node": n, "reason": why} for n, why in done.recipe_reasons.items()]}
     if job.control:
         why = ("float in the final IR: either NNCF never quantizes it (e.g. CBAM spatial conv, shared-"
                "weight MLP branch) or accuracy control reverted it to meet --max-drop on --val")
-        report["kept_float"] = [{"node": n, "reason": why} for n in float_convolutions(model)
-                                if n not in excluded and n not in recipe_float]
+        report["kept_float"] = [{"node": n, "reason": why} for n in float_convolutions(done.model)
+                                if n not in done.excluded and n not in done.recipe_float]
     return report
 
 
