@@ -24,9 +24,15 @@ DEVICE_ROWS = {
 BASELINES = ("onnxruntime int8-naive", "openvino default")
 
 
+def row_role(name: str, row: dict) -> str:
+    """``gated``, ``baseline`` (:data:`BASELINES`) or the ``role`` the bench gave the row (``compared``: its own PTQ
+    beside an ``--int8`` file, :mod:`edge_fer.bench.user_int8`); every role but ``gated`` is shown, not gated."""
+    return row.get("role") or ("baseline" if name in BASELINES else "gated")
+
+
 def gate_failures(rows: dict[str, dict]) -> dict[str, dict]:
-    """The rows that fail the bench's gate: every failing row that is not a :data:`BASELINES` row."""
-    return {name: row for name, row in rows.items() if not row["passed"] and name not in BASELINES}
+    """The rows that fail the bench's gate: every failing row whose :func:`row_role` is ``gated``."""
+    return {name: row for name, row in rows.items() if not row["passed"] and row_role(name, row) == "gated"}
 
 
 def gate_passed(rows: dict[str, dict]) -> bool:
@@ -71,13 +77,14 @@ class BenchOptions:
     seconds: float | None = None  # timed rounds by wall time instead of --iters
     energy_seconds: float = 3.0  # jetson with tegrastats: per backend and batch size
     wide: bool = False  # terminal table with every column (report.md and results.json always have them)
+    int8: tuple[Path, ...] = ()  # the user's own INT8 artifacts, benched beside PTQ (edge_fer.bench.user_int8)
 
 
 # Options a remote bench gets unchanged, in its command line's order; the rest stay here: paths are the
 # remote side's business (run_remote copies data and calib and names its own), the table is printed here.
 REMOTE_OPTIONS = ("device", "batches", "warmup", "max_drop", "min_agreement", "energy_seconds", "seconds", "iters",
                   "threads", "backends", "precisions")
-LOCAL_OPTIONS = ("data", "cache", "out", "calib", "wide")
+LOCAL_OPTIONS = ("data", "cache", "out", "calib", "wide", "int8")
 
 
 def parse_batches(text: str) -> tuple[int, ...]:

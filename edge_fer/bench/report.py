@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 
 from edge_fer.artifacts.plots import plot_confusions_side_by_side
-from edge_fer.bench.options import BASELINES
+from edge_fer.bench.options import row_role
 
 
 def _precision(name: str, row: dict) -> str:
@@ -20,8 +20,15 @@ def _precision(name: str, row: dict) -> str:
 
 
 def _reasons(name: str, row: dict) -> str:
-    """The row's verdict (``ok`` or the failing figures), marked where a :data:`BASELINES` row's fail gates nothing."""
-    return row["verdict"] + (" (baseline, not gated)" if name in BASELINES and not row["passed"] else "")
+    """The row's verdict (``ok`` or the failing figures), marked where the fail of a row shown for comparison
+    (:func:`~edge_fer.bench.options.row_role`) gates nothing."""
+    role = row_role(name, row)
+    return row["verdict"] + (f" ({role}, not gated)" if role != "gated" and not row["passed"] else "")
+
+
+def _terminal_verdict(name: str, row: dict) -> str:
+    role = row_role(name, row)
+    return "pass" if row["passed"] else role if role != "gated" else "[bold red]FAIL[/]"
 
 
 def _fmt(row: dict, key: str, fmt: str) -> str:
@@ -32,10 +39,18 @@ BACKEND_LABELS = {"torch": "torch", "onnxruntime": "ORT", "openvino": "OpenVINO"
 
 
 def engine_label(name: str, row: dict) -> str:
-    """Short, readable row name for the terminal: ``ORT int8-naive``, ``OpenVINO default→bf16``."""
+    """Short, readable row name for the terminal: ``ORT int8-naive``, ``OpenVINO default→bf16``; an ``--int8`` file's
+    row is ``ORT int8 #1``, its file named under the table (report.md and ``--wide`` give the whole name)."""
     backend, asked = name.split(" ", 1)
+    if "file_number" in row:
+        return f"{BACKEND_LABELS.get(backend, backend)} int8 #{row['file_number']}"
     ran = "" if row["precision"] in asked else f"→{row['precision']}"
     return f"{BACKEND_LABELS.get(backend, backend)} {asked}{ran}"
+
+
+def _files_note(rows: dict[str, dict]) -> str:
+    files = [f"#{row['file_number']}: --int8 {row['file']}" for row in rows.values() if "file_number" in row]
+    return "\n" + "; ".join(files) if files else ""
 
 
 def results_table(results: dict, wide: bool = False) -> Table:
@@ -46,8 +61,9 @@ def results_table(results: dict, wide: bool = False) -> Table:
     table = Table(title=f"edge-fer bench --device {results['device']} ({results['n_images']} images)",
                   caption=f"median of interleaved calls; speed-up vs torch fp32 at the same batch; "
                           f"✗ misses the gate (drop <= {gate['max_drop_pt']} pt, agreement >= "
-                          f"{gate['min_agreement']:.1%}); baseline: a stock recipe, not gated; --wide or report.md "
-                          "for the rest",
+                          f"{gate['min_agreement']:.1%}); baseline: a stock recipe, compared: bench's PTQ "
+                          "beside --int8, neither gated; --wide or report.md for the rest"
+                          + _files_note(results["rows"]),
                   caption_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     table.add_column("engine", no_wrap=True)
     for col in ("batch", "median ms", "speed-up", "drop pt", "agreement"):
@@ -60,7 +76,7 @@ def results_table(results: dict, wide: bool = False) -> Table:
         for lat in row.get("latency", []):
             table.add_row(engine_label(name, row), str(lat["batch"]), f"{lat['median_ms']:.2f}",
                           f"{lat['speedup_vs_torch']:.2f}x", drop, agreement,
-                          "pass" if row["passed"] else "baseline" if name in BASELINES else "[bold red]FAIL[/]")
+                          _terminal_verdict(name, row))
     return table
 
 
@@ -92,9 +108,9 @@ def recommendation_line(results: dict) -> str:
             f"{drop}" + (f"; fastest within the gate at {', '.join(others)}" if others else ""))
 
 
-def _baselines_note(rows: dict[str, dict]) -> str:
-    shown = [name for name in BASELINES if name in rows]
-    return f" ({', '.join(shown)}: baseline, shown but not gated)" if shown else ""
+def _ungated_note(rows: dict[str, dict]) -> str:
+    shown = [f"{name}: {row_role(name, row)}" for name, row in rows.items() if row_role(name, row) != "gated"]
+    return f" ({', '.join(shown)}; shown but not gated)" if shown else ""
 
 
 def report_markdown(results: dict) -> str:
@@ -105,7 +121,7 @@ def report_markdown(results: dict) -> str:
              f"* machine: {results['machine']['cpu']} ({', '.join(results['machine']['flags']) or 'no AVX-512/VNNI'})",
              f"* gate: drop <= {results['gate']['max_drop_pt']} pt, agreement >= "
              f"{results['gate']['min_agreement']:.2%}: **{'PASS' if results['passed'] else 'FAIL'}**"
-             + _baselines_note(results["rows"]),
+             + _ungated_note(results["rows"]),
              f"* {recommendation_line(results)}", "",
              "| backend | precision | batch | median ms | p90 ms | p99 ms | img/s | cold ms | speed-up vs torch | "
              "model MB | +RSS MB | accuracy | drop pt | agreement | max abs dlogit | KL | verdict |",
@@ -138,7 +154,8 @@ def report_markdown(results: dict) -> str:
         lines += [f"* {name}: {row['flipped_top2_gap_median']:.3f} ({1 - row['top1_agreement']:.1%} flipped, mean "
                   f"abs dlogit {row['mean_abs_logit_diff']:.3f})" for name, row in flips]
     lines += ["", "Settings per row (threads, streams, inference precision read back from the runtime):", ""]
-    lines += [f"* {name}: `{json.dumps(row['settings'], default=str)}`" for name, row in results["rows"].items()]
+    lines += [f"* {name}: `{json.dumps(row['settings'], default=str)}`"
+              + (f" (--int8 `{row['file']}`)" if "file" in row else "") for name, row in results["rows"].items()]
     timing = results.get("timing", {})
     rounds = f"{timing['seconds']} s of" if timing.get("seconds") else f"{timing.get('iters')}"
     lines += ["", f"Timing: {timing.get('warmup')} warm-up rounds, then {rounds} interleaved rounds per batch size "

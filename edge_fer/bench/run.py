@@ -17,7 +17,7 @@ from edge_fer.artifacts.atomic import write_json, write_text
 from edge_fer.artifacts.checkpoint import load_checkpoint, sha256_file, weights_path
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.artifacts.metadata import artifact_bytes
-from edge_fer.backends import open_runner
+from edge_fer.backends import backend_for, open_runner
 from edge_fer.backends.base import Runner
 from edge_fer.backends.torch_backend import TorchRunner
 from edge_fer.bench.cache import CacheFolder, CalibrationSet, artifact, cache_key
@@ -26,6 +26,7 @@ from edge_fer.bench.options import BenchOptions, gate_passed, select_rows
 from edge_fer.bench.remote import Remote, run_remote
 from edge_fer.bench.report import report_markdown, results_table, write_plots
 from edge_fer.bench.tegrastats import TegraStats, power_state
+from edge_fer.bench.user_int8 import mark_user_rows, open_user_int8, row_name
 from edge_fer.data.dataset import SkipReport, load_labelled
 from edge_fer.data.faces import EMBEDDED_NAME, embedded_faces
 from edge_fer.platform import current_rss_mb, peak_rss_mb
@@ -73,6 +74,7 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
     cache = CacheFolder(opts.cache / key[:16], key)
     cache.path.mkdir(parents=True, exist_ok=True)
     ckpt = load_checkpoint(checkpoint, ckpt_sha)  # read and hashed once: export and the torch runner share it
+    user = _user_int8(opts, checkpoint, ckpt_sha, ckpt.preprocessing)  # a wrong file fails before any build
     images, labels, skips, data_name = _accuracy_images(opts.data, ckpt.classes)
     # Calibrate on a separate set (never on the images accuracy is measured on).
     calib, calib_desc = load_calibration(opts.calib, CALIB_SIZE, 0, SkipReport())
@@ -92,8 +94,11 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
         name = f"{backend} {precision}"
         runners[name], footprint[name] = _measured_open(
             path, partial(_open, path, backend, precision, opts.threads, build))
+    for name, (runner, size) in user.items():  # after PTQ: the tables read PTQ, then the file
+        runners[name], footprint[name] = runner, size
     console.print(f"accuracy parity on {len(images)} images ({data_name})")
     rows = _parity_rows(runners, footprint, images, labels, ckpt.classes)
+    mark_user_rows(rows, dict(zip(user, opts.int8, strict=True)))
     sampled = _time_rows(runners, rows, images, ckpt.preprocessing, opts, console)
     for row in rows.values():
         row["passed"], row["verdict"] = verdict(row, opts.max_drop, opts.min_agreement)
@@ -121,6 +126,15 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
     write_plots(results, ckpt.classes, opts.out)
     console.print(results_table(results, opts.wide))
     return results
+
+
+def _user_int8(opts: BenchOptions, checkpoint: Path, ckpt_sha: str, preprocessing) -> dict[str, tuple[Runner, dict]]:
+    """``--int8`` files opened (and checked) with their footprint, by row name (:mod:`edge_fer.bench.user_int8`)."""
+    user: dict[str, tuple[Runner, dict]] = {}
+    for path in opts.int8:
+        user[row_name(backend_for(path), path, set(user))] = _measured_open(path, partial(
+            open_user_int8, path, opts.device, checkpoint, ckpt_sha, preprocessing, opts.threads))
+    return user
 
 
 def _accuracy_images(data: Path | None, classes: list[str]):
@@ -173,6 +187,9 @@ def _time_rows(runners: dict[str, Runner], rows: dict[str, dict], images, spec, 
 def run_bench_remote(checkpoint: Path, opts: BenchOptions, remote: Remote, console: Console) -> dict:
     """The same bench on ``remote`` (see :mod:`edge_fer.bench.remote`); results land in ``opts.out`` here."""
     select_rows(opts.device, opts.backends, opts.precisions)  # a typo fails here, not after the copy
+    if opts.int8:
+        raise EdgeFerError("--int8 benches a file here only; drop --host, or copy the file there and run "
+                           "edge-fer bench --int8 on that machine")
     if opts.out.is_dir():
         clear_outputs(opts.out)
     results, _status = run_remote(remote, weights_path(checkpoint), opts, _log(console))

@@ -115,6 +115,8 @@ def run_sizes(checkpoint: Path, opts: BenchOptions, sizes: str, console: Console
     """A bench per size in ``sizes`` (``64,96,...``) under ``opts.out/<size>px/``, then the frontier files."""
     if remote is not None:
         raise EdgeFerError("--img-size runs here only; bench each size on --host separately")
+    if opts.int8:  # an INT8 file has one input size and one source checkpoint: not the resized ones
+        raise EdgeFerError("--int8 benches a file at its own input size; drop --img-size to compare it with PTQ")
     wanted = parse_sizes(sizes)
     checkpoint = weights_path(checkpoint)
     ckpt = load_checkpoint(checkpoint)

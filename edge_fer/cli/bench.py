@@ -48,6 +48,9 @@ def bench(
     img_size: Annotated[str | None, typer.Option(
         help="Bench the checkpoint at these input sizes, e.g. 64,96,112,224 (same weights): one report per size "
              "under --out plus frontier.{json,md,png}, accuracy vs latency")] = None,
+    int8: Annotated[list[Path] | None, typer.Option(
+        help="Also bench this INT8 file (e.g. quantize --qat's; made from CHECKPOINT for --device) beside PTQ in the "
+             "same run; it is gated and PTQ's row becomes 'compared' (repeat for several)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print results.json to stdout")] = False,
     wide: Annotated[bool, typer.Option("--wide", help="Every column in the terminal table (p90, accuracy, "
                                                       "max |dlogit|, full verdicts); report.md always has them")
@@ -64,7 +67,7 @@ def bench(
     opts = BenchOptions(device=device, data=data, batches=parse_batches(batch), warmup=warmup, iters=iters,
                         threads=threads, max_drop=max_drop, min_agreement=min_agreement, cache=cache, out=out,
                         calib=calib, backends=names(backends), precisions=names(precisions), seconds=seconds,
-                        energy_seconds=energy_seconds, wide=wide)
+                        energy_seconds=energy_seconds, wide=wide, int8=tuple(int8 or ()))
     if img_size is not None:
         return _bench_sizes(checkpoint_path(checkpoint), opts, img_size, remote)
     _print_results(run(checkpoint_path(checkpoint), opts, console, remote), out, json_out)

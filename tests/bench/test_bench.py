@@ -190,11 +190,15 @@ def _recorded(device: str) -> dict:
 def test_terminal_table_fits_80_columns_without_truncating_a_cell(device: str) -> None:
     from rich.console import Console
 
-    from edge_fer.bench.options import BASELINES
+    from edge_fer.bench.options import row_role
     from edge_fer.bench.report import engine_label, results_table
 
     results = _recorded(device)
     results["rows"]["onnxruntime fp32"]["passed"] = False  # a row failing both figures: the longest verdict
+    ptq = "onnxruntime int8" if device == "cpu" else "openvino int8"  # and a user's --int8 file beside PTQ
+    results["rows"][ptq.replace("int8", "int8 (fernet-cpu-qat-2x16000)")] = {
+        **results["rows"][ptq], "file": "a/long/path/to/fernet-cpu-qat-2x16000.onnx", "file_number": 1}
+    results["rows"][ptq] = {**results["rows"][ptq], "role": "compared", "passed": False, "verdict": "agreement"}
     results["rows"]["onnxruntime fp32"]["verdict"] = "agreement 90.00% < 99.00%; accuracy drop 2.00 pt > 0.50 pt"
     console = Console(width=80, record=True)
     console.print(results_table(results))
@@ -207,7 +211,9 @@ def test_terminal_table_fits_80_columns_without_truncating_a_cell(device: str) -
                         f" {lat['median_ms']:.2f} " in ln)
             assert f"{lat['speedup_vs_torch']:.2f}x" in line and f"{row['top1_agreement']:.1%}" in line
             assert format(row["accuracy_drop_pt"], "+.2f") in line
-            assert ("pass" if row["passed"] else "baseline" if name in BASELINES else "FAIL") in line
+            role = row_role(name, row)
+            assert ("pass" if row["passed"] else role if role != "gated" else "FAIL") in line
+    assert "#1: --int8 a/long/path/to/fernet-cpu-qat-2x16000.onnx" in text  # the short label's file, in full
     failing = next(ln for ln in lines if ln.lstrip().startswith("ORT fp32 "))
     assert failing.count("✗") == 2  # both failing figures are marked
 
@@ -253,7 +259,7 @@ def test_baseline_rows_are_shown_but_do_not_gate() -> None:
     results["passed"] = gate_passed(rows)
     assert results["passed"] and "onnxruntime int8-naive" in BASELINES and "openvino default" in BASELINES
     md = report_markdown(results)
-    assert "**PASS** (onnxruntime int8-naive: baseline, shown but not gated)" in md
+    assert "**PASS** (onnxruntime int8-naive: baseline; shown but not gated)" in md
     assert "agreement 92.84% < 99.00% (baseline, not gated)" in md
     console = Console(width=80, record=True)
     console.print(results_table(results))
