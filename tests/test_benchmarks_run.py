@@ -52,5 +52,6 @@ def test_run_sh_benches_a_devices_int8_file_beside_ptq(tmp_path: Path) -> None:
     assert _run(tmp_path, gate=0, INT8_cpu="qat/fernet-cpu-qat.onnx").returncode == 0
     cpu, intel = (tmp_path / "args.log").read_text().splitlines()
     assert cpu.endswith("--int8 qat/fernet-cpu-qat.onnx") and "--int8" not in intel
-    assert "with: INT8_cpu=qat/fernet-cpu-qat.onnx bash benchmarks/run.sh" in (tmp_path / "res" / "m-cpu.md").read_text()
+    recorded = (tmp_path / "res" / "m-cpu.md").read_text()
+    assert "with: INT8_cpu=qat/fernet-cpu-qat.onnx bash benchmarks/run.sh" in recorded
     assert "with: bash benchmarks/run.sh" in (tmp_path / "res" / "m-intel.md").read_text()

@@ -50,7 +50,7 @@ def engine_label(name: str, row: dict) -> str:
 
 def _files_note(rows: dict[str, dict]) -> str:
     files = [f"#{row['file_number']}: --int8 {row['file']}" for row in rows.values() if "file_number" in row]
-    return "\n" + "; ".join(files) if files else ""
+    return "".join(f"\n{f}" for f in files)
 
 
 def results_table(results: dict, wide: bool = False) -> Table:
