@@ -11,8 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 
 from edge_fer.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edge_fer.data.faces import embedded_faces
@@ -62,3 +65,15 @@ def tiny_onnx(tmp_path_factory) -> Path:
                                Preprocessing(64)), folder / "ckpt")
     export_checkpoint(load_checkpoint(folder / "ckpt"), folder / "model.onnx", embedded_faces()[:16])
     return folder / "model.onnx"
+
+
+def damage_onnx(path: Path) -> onnx.ModelProto:
+    """Negate ``path``'s biases and scales and save it: a model that still runs but disagrees with float, for
+    tests that the parity gate catches it. Returns the damaged model."""
+    model = onnx.load(str(path))
+    for init in model.graph.initializer:
+        w = numpy_helper.to_array(init)
+        if w.dtype == np.float32 and w.ndim == 1 and w.size > 8:  # biases and scales
+            init.CopyFrom(numpy_helper.from_array(-w, init.name))
+    onnx.save_model(model, str(path))
+    return model

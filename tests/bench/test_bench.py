@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from fakes import fake_tensorrt  # tests/ is on sys.path
-from onnx import numpy_helper
+from conftest import damage_onnx  # tests/ is on sys.path
+from fakes import fake_tensorrt
 from typer.testing import CliRunner
 
 from edge_fer.bench.cache import record_cache_entry
@@ -47,12 +47,7 @@ def test_cpu_bench_writes_results_and_a_damaged_int8_fails_the_gate(tiny_checkpo
 
     # Damage the cached INT8 model: the same bench with a real gate must now fail (exit 1).
     cached = next(p for p in (tmp_path / "cache").rglob("fernet-int8-*.onnx") if "naive" not in p.name)
-    model = onnx.load(str(cached))
-    for init in model.graph.initializer:
-        w = numpy_helper.to_array(init)
-        if w.dtype == np.float32 and w.ndim == 1 and w.size > 8:  # biases and scales
-            init.CopyFrom(numpy_helper.from_array(-w, init.name))
-    onnx.save_model(model, str(cached))
+    model = damage_onnx(cached)
     damaged = cached.read_bytes()
     rerun = _bench(tiny_checkpoint, tmp_path, *data, "--max-drop", "100", "--min-agreement", "0")
     assert rerun.exit_code == 0, rerun.output

@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pytest
-from onnx import numpy_helper
+from conftest import damage_onnx  # tests/ is on sys.path
 from typer.testing import CliRunner
 
 from edge_fer.bench.options import gate_failures, row_role
@@ -59,12 +57,7 @@ def test_int8_file_runs_beside_ptq_and_is_gated_in_its_place(tiny_checkpoint, ex
     assert f"(--int8 `{mine}`)" in report
 
     # The file damaged: the gate now fails on it, whatever bench's PTQ (random weights) agrees on.
-    model = onnx.load(str(mine))
-    for init in model.graph.initializer:
-        w = numpy_helper.to_array(init)
-        if w.dtype == np.float32 and w.ndim == 1 and w.size > 8:  # biases and scales
-            init.CopyFrom(numpy_helper.from_array(-w, init.name))
-    onnx.save_model(model, str(mine))
+    damage_onnx(mine)
     failed = _bench(tiny_checkpoint, tmp_path, *data, "--max-drop", "100", "--min-agreement", "0.99")
     assert failed.exit_code == 1, failed.output
     error = next(line for line in failed.output.splitlines() if "parity gate failed" in line)
