@@ -17,7 +17,7 @@ from edge_fer.artifacts.atomic import write_json, write_text
 from edge_fer.artifacts.checkpoint import load_checkpoint, sha256_file, weights_path
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.artifacts.metadata import artifact_bytes
-from edge_fer.backends import backend_for, open_runner
+from edge_fer.backends import open_runner
 from edge_fer.backends.base import Runner
 from edge_fer.backends.torch_backend import TorchRunner
 from edge_fer.bench.cache import CacheFolder, CalibrationSet, artifact, cache_key
@@ -26,7 +26,7 @@ from edge_fer.bench.options import BenchOptions, gate_passed, select_rows
 from edge_fer.bench.remote import Remote, run_remote
 from edge_fer.bench.report import report_markdown, results_table, write_plots
 from edge_fer.bench.tegrastats import TegraStats, power_state
-from edge_fer.bench.user_int8 import mark_user_rows, open_user_int8, row_name
+from edge_fer.bench.user_int8 import mark_user_rows, open_user_int8, row_name, user_backend
 from edge_fer.data.dataset import SkipReport, load_labelled
 from edge_fer.data.faces import EMBEDDED_NAME, embedded_faces
 from edge_fer.platform import current_rss_mb, peak_rss_mb
@@ -132,8 +132,9 @@ def _user_int8(opts: BenchOptions, checkpoint: Path, ckpt_sha: str, preprocessin
     """``--int8`` files opened (and checked) with their footprint, by row name (:mod:`edge_fer.bench.user_int8`)."""
     user: dict[str, tuple[Runner, dict]] = {}
     for path in opts.int8:
-        user[row_name(backend_for(path), path, set(user))] = _measured_open(path, partial(
-            open_user_int8, path, opts.device, checkpoint, ckpt_sha, preprocessing, opts.threads))
+        name = row_name(user_backend(path, opts.device), path, set(user))
+        user[name] = _measured_open(path, partial(open_user_int8, path, opts.device, checkpoint, ckpt_sha,
+                                                  preprocessing, opts.threads))
     return user
 
 

@@ -32,14 +32,25 @@ def row_name(backend: str, path: Path, taken: set[str]) -> str:
     return name
 
 
-def open_user_int8(path: Path, device: str, checkpoint: Path, ckpt_sha: str, preprocessing: Preprocessing,
-                   threads: int | None) -> Runner:
-    """Open ``path`` for ``--device``, refused with the fix where it cannot be compared with this checkpoint."""
-    backend = backend_for(path)
+def user_backend(path: Path, device: str) -> str:
+    """The backend that runs ``path``, refused unless ``--device`` benches that backend."""
+    try:
+        backend = backend_for(path)
+    except EdgeFerError as e:
+        raise EdgeFerError(f"--int8 {e}") from None
     backends = sorted({b for b, _ in DEVICE_ROWS[device]})
     if backend not in backends:
         raise EdgeFerError(f"--int8 {path}: --device {device} runs {' or '.join(backends)} models, not {backend}; "
                            f"give the file edge-fer quantize/build wrote for --target {device}")
+    return backend
+
+
+def open_user_int8(path: Path, device: str, checkpoint: Path, ckpt_sha: str, preprocessing: Preprocessing,
+                   threads: int | None) -> Runner:
+    """Open ``path`` (checked by :func:`user_backend`), refused with the fix where it cannot be compared with this
+    checkpoint."""
+    if not path.exists():
+        raise EdgeFerError(f"--int8 {path}: file not found; give the file edge-fer quantize wrote")
     runner = open_runner(path, threads=threads)
     info = runner.info
     if info.source_sha256 != ckpt_sha:

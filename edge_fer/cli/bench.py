@@ -49,8 +49,9 @@ def bench(
         help="Bench the checkpoint at these input sizes, e.g. 64,96,112,224 (same weights): one report per size "
              "under --out plus frontier.{json,md,png}, accuracy vs latency")] = None,
     int8: Annotated[list[Path] | None, typer.Option(
-        help="Also bench this INT8 file (e.g. quantize --qat's; made from CHECKPOINT for --device) beside PTQ in the "
-             "same run; it is gated and PTQ's row becomes 'compared' (repeat for several)")] = None,
+        metavar="FILE", help="Also bench this INT8 file (e.g. quantize --qat's; made from CHECKPOINT for --device) "
+                             "beside PTQ in the same run; it is gated and PTQ's row becomes 'compared' (repeat for "
+                             "several)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print results.json to stdout")] = False,
     wide: Annotated[bool, typer.Option("--wide", help="Every column in the terminal table (p90, accuracy, "
                                                       "max |dlogit|, full verdicts); report.md always has them")

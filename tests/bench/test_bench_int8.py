@@ -82,6 +82,8 @@ def test_int8_file_is_refused_where_it_cannot_be_compared(tiny_checkpoint, expor
              (["--int8", str(jetson)], "quantized for --target jetson; bench it with --device jetson"),
              (["--int8", str(other)], "made from checkpoint sha256"),
              (["--int8", str(tmp_path / "model.xml")], "--device cpu runs onnxruntime models, not openvino"),
+             (["--int8", str(tmp_path / "notes.md")], "--int8 " + str(tmp_path / "notes.md") + ": unknown model type"),
+             (["--int8", str(tmp_path / "missing.onnx")], "missing.onnx: file not found"),
              (["--int8", str(jetson), "--img-size", "64,96"], "drop --img-size"),
              (["--int8", str(jetson), "--host", "me@example.invalid"], "drop --host")]
     for args, message in cases:
