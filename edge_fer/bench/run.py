@@ -26,7 +26,7 @@ from edge_fer.bench.options import BenchOptions, gate_passed, select_rows
 from edge_fer.bench.remote import Remote, run_remote
 from edge_fer.bench.report import report_markdown, results_table, write_plots
 from edge_fer.bench.tegrastats import TegraStats, power_state
-from edge_fer.bench.user_int8 import mark_user_rows, open_user_int8, row_name, user_backend
+from edge_fer.bench.user_int8 import mark_compared, open_user_int8, row_name, user_backend
 from edge_fer.data.dataset import SkipReport, load_labelled
 from edge_fer.data.faces import EMBEDDED_NAME, embedded_faces
 from edge_fer.platform import current_rss_mb, peak_rss_mb
@@ -94,11 +94,11 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
         name = f"{backend} {precision}"
         runners[name], footprint[name] = _measured_open(
             path, partial(_open, path, backend, precision, opts.threads, build))
-    for name, (runner, size) in user.items():  # after PTQ: the tables read PTQ, then the file
-        runners[name], footprint[name] = runner, size
+    for name, (runner, fields) in user.items():  # after PTQ: the tables read PTQ, then the file
+        runners[name], footprint[name] = runner, fields  # its footprint plus the file, for its row
     console.print(f"accuracy parity on {len(images)} images ({data_name})")
     rows = _parity_rows(runners, footprint, images, labels, ckpt.classes)
-    mark_user_rows(rows, dict(zip(user, opts.int8, strict=True)))
+    mark_compared(rows)
     sampled = _time_rows(runners, rows, images, ckpt.preprocessing, opts, console)
     for row in rows.values():
         row["passed"], row["verdict"] = verdict(row, opts.max_drop, opts.min_agreement)
@@ -129,12 +129,14 @@ def run_bench(checkpoint: Path, opts: BenchOptions, console: Console) -> dict:
 
 
 def _user_int8(opts: BenchOptions, checkpoint: Path, ckpt_sha: str, preprocessing) -> dict[str, tuple[Runner, dict]]:
-    """``--int8`` files opened (and checked) with their footprint, by row name (:mod:`edge_fer.bench.user_int8`)."""
+    """``--int8`` files opened (and checked) with their footprint and file (numbered for the terminal's short
+    labels), by row name (:mod:`edge_fer.bench.user_int8`)."""
     user: dict[str, tuple[Runner, dict]] = {}
-    for path in opts.int8:
+    for number, path in enumerate(opts.int8, 1):
         name = row_name(user_backend(path, opts.device), path, set(user))
-        user[name] = _measured_open(path, partial(open_user_int8, path, opts.device, checkpoint, ckpt_sha,
-                                                  preprocessing, opts.threads))
+        runner, footprint = _measured_open(path, partial(open_user_int8, path, opts.device, checkpoint, ckpt_sha,
+                                                         preprocessing, opts.threads))
+        user[name] = runner, {**footprint, "file": str(path), "file_number": number}
     return user
 
 

@@ -13,6 +13,8 @@ checkpoint's input size, and run by one of the device's backends.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from edge_fer.artifacts.errors import EdgeFerError
@@ -32,12 +34,19 @@ def row_name(backend: str, path: Path, taken: set[str]) -> str:
     return name
 
 
-def user_backend(path: Path, device: str) -> str:
-    """The backend that runs ``path``, refused unless ``--device`` benches that backend."""
+@contextmanager
+def _flagged() -> Iterator[None]:
+    """The shared backends' errors (``FILE: file not found``, an unknown type, a broken model) name the flag too."""
     try:
-        backend = backend_for(path)
+        yield
     except EdgeFerError as e:
         raise EdgeFerError(f"--int8 {e}") from None
+
+
+def user_backend(path: Path, device: str) -> str:
+    """The backend that runs ``path``, refused unless ``--device`` benches that backend."""
+    with _flagged():
+        backend = backend_for(path)
     backends = sorted({b for b, _ in DEVICE_ROWS[device]})
     if backend not in backends:
         raise EdgeFerError(f"--int8 {path}: --device {device} runs {' or '.join(backends)} models, not {backend}; "
@@ -49,9 +58,8 @@ def open_user_int8(path: Path, device: str, checkpoint: Path, ckpt_sha: str, pre
                    threads: int | None) -> Runner:
     """Open ``path`` (checked by :func:`user_backend`), refused with the fix where it cannot be compared with this
     checkpoint."""
-    if not path.exists():
-        raise EdgeFerError(f"--int8 {path}: file not found; give the file edge-fer quantize wrote")
-    runner = open_runner(path, threads=threads)
+    with _flagged():
+        runner = open_runner(path, threads=threads)
     info = runner.info
     if info.source_sha256 != ckpt_sha:
         made_from = f"checkpoint sha256 {info.source_sha256[:12]}..." if info.source_sha256 else "an unknown model"
@@ -70,11 +78,10 @@ def open_user_int8(path: Path, device: str, checkpoint: Path, ckpt_sha: str, pre
     return runner
 
 
-def mark_user_rows(rows: dict[str, dict], files: dict[str, Path]) -> None:
-    """Each ``--int8`` row records its file (numbered for the terminal's short labels); bench's PTQ row of its
-    backend becomes :data:`COMPARED` (shown, not gated)."""
-    for number, (name, path) in enumerate(files.items(), 1):
-        rows[name].update(file=str(path), file_number=number)
-        ptq = f"{rows[name]['backend']} int8"
-        if ptq in rows:
-            rows[ptq]["role"] = COMPARED
+def mark_compared(rows: dict[str, dict]) -> None:
+    """Bench's PTQ row of each backend an ``--int8`` file ran on (a row with a ``file``) becomes :data:`COMPARED`
+    (shown, not gated)."""
+    for row in [r for r in rows.values() if "file" in r]:
+        ptq = rows.get(f"{row['backend']} int8")
+        if ptq is not None:
+            ptq["role"] = COMPARED
