@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,9 +97,7 @@ def markdown(rows: list[dict], n: int, float_acc: float) -> str:
         lines.append(f"| {r['target']} | {r['method']} | {r['cli_wall_s']:.1f} | {r['quantize_s']:.1f} | "
                      f"{r['peak_rss_mb']:.0f} | {r['accuracy']:.2%} | {r['drop_pt']:.2f} | {r['agreement']:.2%} | "
                      f"{r['mean_abs_dlogit']:.3f} |")
-    lines += ["", f"Recorded {time.strftime('%Y-%m-%d', time.gmtime())} with: "
-              "`.venv/bin/python benchmarks/calibration_methods.py`", f"Versions: {versions()}", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + recorded("calibration_methods.py"))
 
 
 def score(artifact: Path, splits: dict, reference: dict, classes: list[str], preprocessing) -> dict:
@@ -112,6 +110,49 @@ def score(artifact: Path, splits: dict, reference: dict, classes: list[str], pre
         out[split] = {"accuracy": p["accuracy"], "drop_pt": p["accuracy_drop_pt"], "agreement": p["top1_agreement"],
                       "mean_abs_dlogit": p["mean_abs_logit_diff"]}
     return out
+
+
+def sweep(points: Sequence[tuple[dict, str, str, int, Sequence[str]]], console,
+          timed: Callable[[list[dict], Path, dict], None] | None = None) -> tuple[list[dict], dict, dict]:
+    """Each ``(label, target, method, size, extra)`` point: :func:`quantize` then :func:`score` on FER+ val and
+    test against the exported float model, all in one temporary folder; ``timed(rows, fp32, splits)`` runs while
+    the artifacts still exist. Returns the rows (``label`` + quantize time + scores), the splits and the float
+    logits per split."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        fp32, info, splits, reference = float_splits(work)
+        for label, target, method, size, extra in points:
+            q = quantize(fp32, target, method, work, size, extra)
+            rows.append({**label, "artifact": q["artifact"], "quantize_s": q["quantize_s"],
+                         **score(q["artifact"], splits, reference, info.classes, info.preprocessing)})
+            console.print(" ".join(str(v) for v in label.values()) + ": " +
+                          " ".join(f"{k} {rows[-1][k]['agreement']:.2%}" for k in splits))
+        if timed is not None:
+            timed(rows, fp32, splits)
+    for r in rows:
+        r.pop("artifact")  # gone with the folder
+    return rows, splits, reference
+
+
+def write_results(name: str, payload: dict, markdown_text: str, plot_rows: Callable[[Path], None]) -> None:
+    """``benchmarks/results/<machine>-<name>.{json,md,png}``, each written atomically."""
+    stem = ROOT / "benchmarks" / "results" / f"{machine_name()}-{name}"
+    write_json(stem.with_suffix(".json"), payload)
+    write_text(stem.with_suffix(".md"), markdown_text)
+    plot_rows(stem.with_suffix(".png"))
+
+
+def split_summary(splits: dict, reference: dict) -> tuple[dict[str, int], dict[str, float]]:
+    """Images and float accuracy per split: the header figures of every val/test sweep."""
+    n = {k: len(v[1]) for k, v in splits.items()}
+    return n, {k: float((reference[k].argmax(1) == splits[k][1]).mean()) for k in splits}
+
+
+def recorded(script: str) -> list[str]:
+    """The closing lines of every results page: when, the command that wrote it, the versions."""
+    return ["", f"Recorded {time.strftime('%Y-%m-%d', time.gmtime())} with: `.venv/bin/python benchmarks/{script}`",
+            f"Versions: {versions()}", ""]
 
 
 def float_reference(work: Path):

@@ -12,16 +12,13 @@ test is only reported. Writes ``benchmarks/results/<machine>-calibration_size.{m
 from __future__ import annotations
 
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from calibration_methods import float_splits, machine_name, quantize, score, versions  # noqa: E402
+from calibration_methods import recorded, split_summary, sweep, versions, write_results  # noqa: E402
 
-from edge_fer.artifacts.atomic import write_json, write_text  # noqa: E402
 from edge_fer.artifacts.plots import save_figure  # noqa: E402
 
 SIZES = (512, 1024, 2048)
@@ -77,36 +74,20 @@ def markdown(rows: list[dict], chosen: dict[str, dict], n: dict[str, int], float
         lines.append(f"| {r['target']} | {r['method']}{mark} | {r['size']} | {r['quantize_s']:.0f} | "
                      f"{r['val']['agreement']:.2%} | {r['test']['agreement']:.2%} | {r['test']['drop_pt']:.2f} | "
                      f"{r['test']['mean_abs_dlogit']:.3f} |")
-    lines += ["", f"Recorded {time.strftime('%Y-%m-%d', time.gmtime())} with: "
-              "`.venv/bin/python benchmarks/calibration_size.py`", f"Versions: {versions()}", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + recorded("calibration_size.py"))
 
 
 def main() -> None:
     from rich.console import Console
 
-    console = Console()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        fp32, info, splits, reference = float_splits(work)
-        for target, method in RUNS:
-            for size in SIZES:
-                q = quantize(fp32, target, method, work, size)
-                row = {"target": target, "method": method, "size": size, "quantize_s": q["quantize_s"],
-                       **score(q["artifact"], splits, reference, info.classes, info.preprocessing)}
-                rows.append(row)
-                console.print(f"{target} {method} {size}: val {row['val']['agreement']:.2%} "
-                              f"test {row['test']['agreement']:.2%}")
+    rows, splits, reference = sweep([({"target": t, "method": m, "size": n}, t, m, n, ())
+                                     for t, m in RUNS for n in SIZES], Console())
     chosen = choose(rows)
-    n = {k: len(v[1]) for k, v in splits.items()}
-    float_acc = {k: float((reference[k].argmax(1) == splits[k][1]).mean()) for k in splits}
-    stem = ROOT / "benchmarks" / "results" / f"{machine_name()}-calibration_size"
-    write_json(stem.with_suffix(".json"), {"n": n, "float_accuracy": float_acc, "rows": rows, "versions": versions(),
-                                           "chosen": {t: {"method": r["method"], "size": r["size"]}
-                                                      for t, r in chosen.items()}})
-    write_text(stem.with_suffix(".md"), markdown(rows, chosen, n, float_acc))
-    plot(rows, stem.with_suffix(".png"))
+    n, float_acc = split_summary(splits, reference)
+    write_results("calibration_size", {"n": n, "float_accuracy": float_acc, "rows": rows, "versions": versions(),
+                                       "chosen": {t: {"method": r["method"], "size": r["size"]}
+                                                  for t, r in chosen.items()}},
+                  markdown(rows, chosen, n, float_acc), lambda png: plot(rows, png))
 
 
 if __name__ == "__main__":

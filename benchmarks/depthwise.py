@@ -14,8 +14,6 @@ Writes ``benchmarks/results/<machine>-depthwise.{md,json,png}``.
 from __future__ import annotations
 
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from calibration_methods import float_splits, machine_name, quantize, score, versions  # noqa: E402
+from calibration_methods import machine_name, recorded, split_summary, sweep, versions, write_results  # noqa: E402
 
 from edge_fer import platform as host  # noqa: E402
-from edge_fer.artifacts.atomic import write_json, write_text  # noqa: E402
 from edge_fer.artifacts.plots import save_figure  # noqa: E402
 from edge_fer.backends import open_runner  # noqa: E402
 from edge_fer.bench.measure import time_interleaved  # noqa: E402
@@ -110,40 +107,22 @@ def markdown(rows: list[dict], chosen: dict[str, str], n: dict[str, int], float_
                      f"{r['val']['drop_pt']:.2f} | {r['test']['agreement']:.2%} | {r['test']['drop_pt']:.2f} | "
                      f"{r['test']['mean_abs_dlogit']:.3f} | {ms} |")
     shipped = ", ".join(f"{t} {DEPTHWISE_DEFAULT[t]}" for t in TARGETS)
-    lines += ["", f"edge-fer's defaults (`edge_fer.quantize.choices.DEPTHWISE_DEFAULT`): {shipped}.", "",
-              f"Recorded {time.strftime('%Y-%m-%d', time.gmtime())} with: `.venv/bin/python benchmarks/depthwise.py`",
-              f"Versions: {versions()}", ""]
-    return "\n".join(lines)
+    lines += ["", f"edge-fer's defaults (`edge_fer.quantize.choices.DEPTHWISE_DEFAULT`): {shipped}."]
+    return "\n".join(lines + recorded("depthwise.py"))
 
 
 def main() -> None:
     from rich.console import Console
 
     console = Console()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        fp32, info, splits, reference = float_splits(work)
-        for target in TARGETS:
-            for choice in DEPTHWISE:
-                q = quantize(fp32, target, DEFAULT_METHOD[target], work, extra=("--depthwise", choice))
-                row = {"target": target, "depthwise": choice, "artifact": q["artifact"], "quantize_s": q["quantize_s"],
-                       **score(q["artifact"], splits, reference, info.classes, info.preprocessing)}
-                rows.append(row)
-                console.print(f"{target} depthwise {choice}: val {row['val']['agreement']:.2%} "
-                              f"test {row['test']['agreement']:.2%}")
-        latency(rows, fp32, splits["test"][0][0])
-        for r in rows:
-            r.pop("artifact")
+    rows, splits, reference = sweep([({"target": t, "depthwise": c}, t, DEFAULT_METHOD[t], 512, ("--depthwise", c))
+                                     for t in TARGETS for c in DEPTHWISE], console,
+                                    timed=lambda rows, fp32, splits: latency(rows, fp32, splits["test"][0][0]))
     chosen = choose(rows)
-    n = {k: len(v[1]) for k, v in splits.items()}
-    float_acc = {k: float((reference[k].argmax(1) == splits[k][1]).mean()) for k in splits}
-    stem = ROOT / "benchmarks" / "results" / f"{machine_name()}-depthwise"
-    write_json(stem.with_suffix(".json"), {"machine": host.cpu_name(), "n": n, "float_accuracy": float_acc,
-                                           "rows": rows, "chosen": chosen, "defaults": DEPTHWISE_DEFAULT,
-                                           "versions": versions()})
-    write_text(stem.with_suffix(".md"), markdown(rows, chosen, n, float_acc))
-    plot(rows, stem.with_suffix(".png"))
+    n, float_acc = split_summary(splits, reference)
+    write_results("depthwise", {"machine": host.cpu_name(), "n": n, "float_accuracy": float_acc, "rows": rows,
+                                "chosen": chosen, "defaults": DEPTHWISE_DEFAULT, "versions": versions()},
+                  markdown(rows, chosen, n, float_acc), lambda png: plot(rows, png))
     if chosen != {t: DEPTHWISE_DEFAULT[t] for t in TARGETS}:
         console.print(f"[yellow]val picks {chosen}; edge-fer's defaults are {DEPTHWISE_DEFAULT}[/]")
 

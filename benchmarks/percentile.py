@@ -13,8 +13,6 @@ Writes ``benchmarks/results/<machine>-percentile.{md,json,png}``.
 from __future__ import annotations
 
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from calibration_methods import float_splits, machine_name, quantize, score, versions  # noqa: E402
+from calibration_methods import machine_name, recorded, split_summary, sweep, versions, write_results  # noqa: E402
 
 from edge_fer import platform as host  # noqa: E402
-from edge_fer.artifacts.atomic import write_json, write_text  # noqa: E402
 from edge_fer.artifacts.plots import save_figure  # noqa: E402
 from edge_fer.quantize.activation_ranges import PERCENTILE  # noqa: E402
 from edge_fer.quantize.run import RECIPE  # noqa: E402
@@ -76,36 +73,20 @@ def markdown(rows: list[dict], chosen: float, n: dict[str, int], float_acc: dict
         lines.append(f"| {r['target']} | {r['percentile']}{mark} | {r['val']['agreement']:.2%} | "
                      f"{r['val']['mean_abs_dlogit']:.3f} | {r['test']['agreement']:.2%} | "
                      f"{r['test']['drop_pt']:.2f} | {r['test']['mean_abs_dlogit']:.3f} |")
-    lines += ["", f"Recorded {time.strftime('%Y-%m-%d', time.gmtime())} with: "
-              "`.venv/bin/python benchmarks/percentile.py`", f"Versions: {versions()}", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + recorded("percentile.py"))
 
 
 def main() -> None:
     from rich.console import Console
 
     console = Console()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        fp32, info, splits, reference = float_splits(work)
-        for target in TARGETS:
-            for p in PERCENTILES:
-                q = quantize(fp32, target, "percentile", work, extra=("--percentile", str(p)))
-                row = {"target": target, "percentile": p, "quantize_s": q["quantize_s"],
-                       **score(q["artifact"], splits, reference, info.classes, info.preprocessing)}
-                rows.append(row)
-                console.print(f"{target} percentile {p}: val {row['val']['agreement']:.2%} "
-                              f"test {row['test']['agreement']:.2%}")
+    rows, splits, reference = sweep([({"target": t, "percentile": p}, t, "percentile", 512, ("--percentile", str(p)))
+                                     for t in TARGETS for p in PERCENTILES], console)
     chosen = choose(rows)
-    n = {k: len(v[1]) for k, v in splits.items()}
-    float_acc = {k: float((reference[k].argmax(1) == splits[k][1]).mean()) for k in splits}
-    stem = ROOT / "benchmarks" / "results" / f"{machine_name()}-percentile"
-    write_json(stem.with_suffix(".json"), {"machine": host.cpu_name(), "n": n, "float_accuracy": float_acc,
-                                           "rows": rows, "chosen": chosen, "default": PERCENTILE,
-                                           "versions": versions()})
-    write_text(stem.with_suffix(".md"), markdown(rows, chosen, n, float_acc))
-    plot(rows, stem.with_suffix(".png"))
+    n, float_acc = split_summary(splits, reference)
+    write_results("percentile", {"machine": host.cpu_name(), "n": n, "float_accuracy": float_acc, "rows": rows,
+                                 "chosen": chosen, "default": PERCENTILE, "versions": versions()},
+                  markdown(rows, chosen, n, float_acc), lambda png: plot(rows, png))
     if chosen != PERCENTILE:
         console.print(f"[yellow]val picks {chosen}; edge-fer's default is {PERCENTILE}[/]")
 
