@@ -22,17 +22,18 @@ DEVICE_ROWS = {
 # OpenVINO left to pick its own precision. Each gets its verdict, but none decides bench's exit status:
 # a stock recipe missing the gate says nothing about edge-fer's INT8.
 BASELINES = ("onnxruntime int8-naive", "openvino default")
+GATED = "gated"  # the role of a row whose fail fails the bench
 
 
 def row_role(name: str, row: dict) -> str:
     """``gated``, ``baseline`` (:data:`BASELINES`) or the ``role`` the bench gave the row (``compared``: its own PTQ
     beside an ``--int8`` file, :mod:`edge_fer.bench.user_int8`); every role but ``gated`` is shown, not gated."""
-    return row.get("role") or ("baseline" if name in BASELINES else "gated")
+    return row.get("role") or ("baseline" if name in BASELINES else GATED)
 
 
 def gate_failures(rows: dict[str, dict]) -> dict[str, dict]:
     """The rows that fail the bench's gate: every failing row whose :func:`row_role` is ``gated``."""
-    return {name: row for name, row in rows.items() if not row["passed"] and row_role(name, row) == "gated"}
+    return {name: row for name, row in rows.items() if not row["passed"] and row_role(name, row) == GATED}
 
 
 def gate_passed(rows: dict[str, dict]) -> bool:

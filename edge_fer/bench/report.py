@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 
 from edge_fer.artifacts.plots import plot_confusions_side_by_side
-from edge_fer.bench.options import row_role
+from edge_fer.bench.options import GATED, row_role
 
 
 def _precision(name: str, row: dict) -> str:
@@ -23,12 +23,12 @@ def _reasons(name: str, row: dict) -> str:
     """The row's verdict (``ok`` or the failing figures), marked where the fail of a row shown for comparison
     (:func:`~edge_fer.bench.options.row_role`) gates nothing."""
     role = row_role(name, row)
-    return row["verdict"] + (f" ({role}, not gated)" if role != "gated" and not row["passed"] else "")
+    return row["verdict"] + (f" ({role}, not gated)" if role != GATED and not row["passed"] else "")
 
 
 def _terminal_verdict(name: str, row: dict) -> str:
     role = row_role(name, row)
-    return "pass" if row["passed"] else role if role != "gated" else "[bold red]FAIL[/]"
+    return "pass" if row["passed"] else role if role != GATED else "[bold red]FAIL[/]"
 
 
 def _fmt(row: dict, key: str, fmt: str) -> str:
@@ -109,7 +109,7 @@ def recommendation_line(results: dict) -> str:
 
 
 def _ungated_note(rows: dict[str, dict]) -> str:
-    shown = [f"{name}: {row_role(name, row)}" for name, row in rows.items() if row_role(name, row) != "gated"]
+    shown = [f"{name}: {row_role(name, row)}" for name, row in rows.items() if row_role(name, row) != GATED]
     return f" ({', '.join(shown)}; shown but not gated)" if shown else ""
 
 
