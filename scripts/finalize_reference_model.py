@@ -203,6 +203,17 @@ INT8 latency at {size} px, batch 1 (median of interleaved rounds, `edge-fer benc
 """
 
 
+def init_description(metas: list[dict], default_sha: str) -> str:
+    """Where the 224 px variant started: the shipped default's weights, or one of the stages behind it."""
+    start = metas[1]["training"].get("init_training", {})
+    if start.get("weights_sha256") == default_sha:
+        return "the shipped default's weights"
+    stage = next((p for p in init_chain(metas[0]["training"]) if p["weights_sha256"] == start.get("weights_sha256")),
+                 None)
+    return (f"an earlier stage of the default (`{stage['from']}`, before the continuations that made the default)"
+            if stage else "another model's weights")
+
+
 def variant_note() -> str:
     """What the 224 px variant is worth next to the default, from both model.json files."""
     paths = [MODELS / name / "model.json" for name in ORDER]
@@ -210,10 +221,11 @@ def variant_note() -> str:
         return ""
     metas = [json.loads(p.read_text()) for p in paths]
     small, big = (m["metrics"]["test"] for m in metas)
-    big_init = metas[1]["training"]["config"].get("init")
-    base = (f"the default's first stage (`{big_init}`, before the continuations that made the default)"
-            if big_init and big_init in [p["from"] for p in init_chain(metas[0]["training"])]
-            else "the default's weights")
+    from edge_fer.artifacts.checkpoint import sha256_file
+
+    base = init_description(metas, sha256_file(MODELS / ORDER[0] / "model.safetensors"))
+    schedule = metas[1]["training"]["config"].get("schedule") or [[metas[1]["architecture"]["img_size"], 1]]
+    epochs = ", ".join(f"{n} at {size} px" for size, n in schedule)
     macs = ("12× the MACs of one 64 px view (6× the mirror-averaging default's two)"
             if metas[0]["architecture"].get("mirror_average") else "12× the MACs")
     views = ("" if metas[1]["architecture"].get("mirror_average") else
@@ -225,8 +237,8 @@ def variant_note() -> str:
 
 FER+ test {big['accuracy']:.1%} accuracy and {big['macro_recall']:.1%} macro recall, against the default's
 {small['accuracy']:.1%} and {small['macro_recall']:.1%}. It is {base} fine-tuned to the seed's
-224×224 input on the whole FER+ train set: BatchNorm statistics re-estimated at each new size, then one
-epoch each at 96, 128 and 176 px and two at 224 px (val accuracy along the way: {steps}). Without the
+224×224 input on the whole FER+ train set: BatchNorm statistics re-estimated at each new size, then epochs
+{epochs} (val accuracy along the way: {steps}). Without the
 fine-tuning, the default's weights at 224 px reach 28.9% on 800 val images (BatchNorm recalibration alone):
 the same face covers 3.5× more pixels than the receptive fields were trained for. FER+ images are 48×48,
 so 224 px adds no detail, costs {macs} and is slower (INT8 latency below); use it where a
