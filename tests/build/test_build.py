@@ -175,9 +175,8 @@ def test_intel_builds_of_the_reference_model_run_as_reported(reference_onnx, fer
 
 def test_jetson_qdq_of_the_reference_model_is_judged_with_tensorrt_numerics(reference_onnx, fer_mini, tmp_path):
     """The jetson QDQ keeps full 8-bit weights: TensorRT accumulates in int32.  ORT's x86 int8 kernels
-    without VNNI sum u8 x s8 pairs in saturating int16, so quantize's check and the ORT runner simulate
+    without VNNI can sum u8 x s8 pairs in saturating int16, so quantize's check and the ORT runner simulate
     the Q/DQ pairs in float for that artifact instead of judging it by this CPU's kernels."""
-    from edge_fer import platform as host
     from edge_fer.backends.onnxruntime_backend import OrtRunner
     from edge_fer.data.dataset import SkipReport
     from edge_fer.quantize.calibration import load_calibration
@@ -194,9 +193,11 @@ def test_jetson_qdq_of_the_reference_model_is_judged_with_tensorrt_numerics(refe
     assert report["float_vs_int8_heldout"]["mean_abs_logit_diff"] < 0.4 * spread  # judged simulated
     sim_err = np.abs(simulated(faces) - reference).mean()
     assert sim_err < 0.4 * spread and (simulated(faces).argmax(1) == reference.argmax(1)).mean() >= 0.8
-    if not host.has_int8_dot_product():  # this AVX2 host: ORT's own kernels are far off (0.58 vs 0.10 measured)
-        kernels = OrtRunner.open(tmp_path / "j.onnx", simulate_int8=False)
-        assert "int8" not in kernels.settings and np.abs(kernels(faces) - reference).mean() > 2 * sim_err
+    # This CPU's own int8 kernels stay one flag away. How far they drift on an AVX2 host depends on the model's
+    # activation ranges: 0.58 against 0.10 simulated for the first reference model, 0.051 against 0.051 for
+    # today's default (AMD EPYC, ORT 1.32); simulating keeps the verdict the same on every host.
+    kernels = OrtRunner.open(tmp_path / "j.onnx", simulate_int8=False)
+    assert "int8" not in kernels.settings and kernels(faces).shape == reference.shape
 
 
 def test_intel_bf16_records_what_the_cpu_really_computes(tiny_onnx, tmp_path):
