@@ -95,11 +95,18 @@ def pick_device(name: str) -> str:
     return name
 
 
-def amp_dtype(device: str) -> torch.dtype | None:
-    """bf16 autocast where the hardware has it (CUDA Ampere+, CPUs with AVX-512 BF16/AMX), else fp16 on CUDA."""
+# Smallest input at which bf16 autocast beats fp32 for a CPU training step: on an Intel Xeon with AMX
+# (benchmarks/results/2core-amx-train_speed.md, channels_last, batch 64) bf16 runs 0.71x fp32's speed at
+# 64 px and 0.87x at 80, but 1.13x at 96 and 1.29x at 224; casting costs more than it saves on small maps.
+CPU_BF16_MIN_SIZE = 96
+
+
+def amp_dtype(device: str, img_size: int) -> torch.dtype | None:
+    """The autocast type that makes a step at ``img_size`` fastest: bf16 on CUDA Ampere+ (else fp16), bf16 on
+    CPUs with AVX-512 BF16/AMX only from ``CPU_BF16_MIN_SIZE`` up, else none (fp32)."""
     if device == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if host.has_bf16() else None
+    return torch.bfloat16 if host.has_bf16() and img_size >= CPU_BF16_MIN_SIZE else None
 
 
 def machine_summary() -> dict:

@@ -97,7 +97,7 @@ class Trainer:
         self.console = console
         self.world = world or World()
         self.device = pick_device(cfg.device)
-        self.amp = amp_dtype(self.device) if cfg.amp else None
+        self.amp = amp_dtype(self.device, cfg.img_size) if cfg.amp else None
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.skips = SkipReport()

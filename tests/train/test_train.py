@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from edge_fer.artifacts.checkpoint import load_checkpoint
 from edge_fer.artifacts.errors import EdgeFerError
 from edge_fer.cli import app
-from edge_fer.train.config import TrainConfig, parse_schedule
+from edge_fer.train.config import CPU_BF16_MIN_SIZE, TrainConfig, amp_dtype, parse_schedule
 from edge_fer.train.trainer import train
 
 
@@ -51,6 +52,15 @@ def test_schedule_parsing_and_bad_schedule() -> None:
     assert parse_schedule("96:20,224:2") == [(96, 20), (224, 2)]
     with pytest.raises(EdgeFerError, match="SIZE:EPOCHS"):
         parse_schedule("96x20")
+
+
+def test_cpu_autocast_only_where_it_is_faster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 on a CPU slows small inputs down (benchmarks/results/2core-amx-train_speed.md): fp32 below 96 px."""
+    monkeypatch.setattr("edge_fer.platform.has_bf16", lambda: True)
+    assert amp_dtype("cpu", 64) is None
+    assert amp_dtype("cpu", CPU_BF16_MIN_SIZE) is torch.bfloat16
+    monkeypatch.setattr("edge_fer.platform.has_bf16", lambda: False)
+    assert amp_dtype("cpu", 224) is None
 
 
 def test_checkpoint_with_mismatched_metadata_is_a_clear_error(tiny_checkpoint: Path) -> None:
