@@ -113,11 +113,12 @@ def score(artifact: Path, splits: dict, reference: dict, classes: list[str], pre
 
 
 def sweep(points: Sequence[tuple[dict, str, str, int, Sequence[str]]], console,
-          timed: Callable[[list[dict], Path, dict], None] | None = None) -> tuple[list[dict], dict, dict]:
+          timed: Callable[[list[dict], Path, dict], None] | None = None
+          ) -> tuple[list[dict], dict[str, int], dict[str, float]]:
     """Each ``(label, target, method, size, extra)`` point: :func:`quantize` then :func:`score` on FER+ val and
     test against the exported float model, all in one temporary folder; ``timed(rows, fp32, splits)`` runs while
-    the artifacts still exist. Returns the rows (``label`` + quantize time + scores), the splits and the float
-    logits per split."""
+    the artifacts still exist. Returns the rows (``label`` + quantize time + scores) and, per split, the number of
+    images and the float model's accuracy: the header figures of every val/test sweep."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -132,7 +133,8 @@ def sweep(points: Sequence[tuple[dict, str, str, int, Sequence[str]]], console,
             timed(rows, fp32, splits)
     for r in rows:
         r.pop("artifact")  # gone with the folder
-    return rows, splits, reference
+    n = {k: len(v[1]) for k, v in splits.items()}
+    return rows, n, {k: float((reference[k].argmax(1) == splits[k][1]).mean()) for k in splits}
 
 
 def write_results(name: str, payload: dict, markdown_text: str, plot_rows: Callable[[Path], None]) -> None:
@@ -141,12 +143,6 @@ def write_results(name: str, payload: dict, markdown_text: str, plot_rows: Calla
     write_json(stem.with_suffix(".json"), payload)
     write_text(stem.with_suffix(".md"), markdown_text)
     plot_rows(stem.with_suffix(".png"))
-
-
-def split_summary(splits: dict, reference: dict) -> tuple[dict[str, int], dict[str, float]]:
-    """Images and float accuracy per split: the header figures of every val/test sweep."""
-    n = {k: len(v[1]) for k, v in splits.items()}
-    return n, {k: float((reference[k].argmax(1) == splits[k][1]).mean()) for k in splits}
 
 
 def recorded(script: str) -> list[str]:
@@ -191,12 +187,9 @@ def main() -> None:
                              reference_runner.info.classes, preprocessing)["test"])
             rows.append(row)
             console.print(row)  # progress: one row per (target, method) as it finishes
-    results = ROOT / "benchmarks" / "results"
-    stem = results / f"{machine_name()}-calibration"
-    write_json(stem.with_suffix(".json"), {"n_test": len(labels), "float_accuracy": float_acc, "rows": rows,
-                                           "versions": versions()})
-    write_text(stem.with_suffix(".md"), markdown(rows, len(labels), float_acc))
-    plot(rows, stem.with_suffix(".png"))
+    write_results("calibration", {"n_test": len(labels), "float_accuracy": float_acc, "rows": rows,
+                                  "versions": versions()},
+                  markdown(rows, len(labels), float_acc), lambda path: plot(rows, path))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from calibration_methods import recorded, split_summary, sweep, versions, write_results  # noqa: E402
+from calibration_methods import recorded, sweep, versions, write_results  # noqa: E402
 
 from edge_fer.artifacts.plots import save_figure  # noqa: E402
 
@@ -80,10 +80,9 @@ def markdown(rows: list[dict], chosen: dict[str, dict], n: dict[str, int], float
 def main() -> None:
     from rich.console import Console
 
-    rows, splits, reference = sweep([({"target": t, "method": m, "size": n}, t, m, n, ())
-                                     for t, m in RUNS for n in SIZES], Console())
+    rows, n, float_acc = sweep([({"target": t, "method": m, "size": n}, t, m, n, ())
+                                for t, m in RUNS for n in SIZES], Console())
     chosen = choose(rows)
-    n, float_acc = split_summary(splits, reference)
     write_results("calibration_size", {"n": n, "float_accuracy": float_acc, "rows": rows, "versions": versions(),
                                        "chosen": {t: {"method": r["method"], "size": r["size"]}
                                                   for t, r in chosen.items()}},

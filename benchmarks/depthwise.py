@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from calibration_methods import machine_name, recorded, split_summary, sweep, versions, write_results  # noqa: E402
+from calibration_methods import machine_name, recorded, sweep, versions, write_results  # noqa: E402
 
 from edge_fer import platform as host  # noqa: E402
 from edge_fer.artifacts.plots import save_figure  # noqa: E402
@@ -115,11 +115,10 @@ def main() -> None:
     from rich.console import Console
 
     console = Console()
-    rows, splits, reference = sweep([({"target": t, "depthwise": c}, t, DEFAULT_METHOD[t], 512, ("--depthwise", c))
-                                     for t in TARGETS for c in DEPTHWISE], console,
-                                    timed=lambda rows, fp32, splits: latency(rows, fp32, splits["test"][0][0]))
+    rows, n, float_acc = sweep([({"target": t, "depthwise": c}, t, DEFAULT_METHOD[t], 512, ("--depthwise", c))
+                                for t in TARGETS for c in DEPTHWISE], console,
+                                timed=lambda rows, fp32, splits: latency(rows, fp32, splits["test"][0][0]))
     chosen = choose(rows)
-    n, float_acc = split_summary(splits, reference)
     write_results("depthwise", {"machine": host.cpu_name(), "n": n, "float_accuracy": float_acc, "rows": rows,
                                 "chosen": chosen, "defaults": DEPTHWISE_DEFAULT, "versions": versions()},
                   markdown(rows, chosen, n, float_acc), lambda png: plot(rows, png))

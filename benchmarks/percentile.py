@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from calibration_methods import machine_name, recorded, split_summary, sweep, versions, write_results  # noqa: E402
+from calibration_methods import machine_name, recorded, sweep, versions, write_results  # noqa: E402
 
 from edge_fer import platform as host  # noqa: E402
 from edge_fer.artifacts.plots import save_figure  # noqa: E402
@@ -80,10 +80,9 @@ def main() -> None:
     from rich.console import Console
 
     console = Console()
-    rows, splits, reference = sweep([({"target": t, "percentile": p}, t, "percentile", 512, ("--percentile", str(p)))
-                                     for t in TARGETS for p in PERCENTILES], console)
+    rows, n, float_acc = sweep([({"target": t, "percentile": p}, t, "percentile", 512, ("--percentile", str(p)))
+                                for t in TARGETS for p in PERCENTILES], console)
     chosen = choose(rows)
-    n, float_acc = split_summary(splits, reference)
     write_results("percentile", {"machine": host.cpu_name(), "n": n, "float_accuracy": float_acc, "rows": rows,
                                  "chosen": chosen, "default": PERCENTILE, "versions": versions()},
                   markdown(rows, chosen, n, float_acc), lambda png: plot(rows, png))
